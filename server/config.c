@@ -1,0 +1,265 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct parse_state {
+    config_t *cfg;
+    FILE *file;
+    int line;          /* line being parsed: counted by read_line() */
+    char *err;
+    size_t err_len;
+    bool failed;
+    int tls_listen_line;
+} parse_state_t;
+
+/* inih calls this for each line; counting here gives every option its line. */
+static char *read_line(char *str, int num, void *stream) {
+    parse_state_t *st = stream;
+    char *r = fgets(str, num, st->file);
+    if (r)
+        st->line++;
+    return r;
+}
+
+__attribute__((format(printf, 2, 3))) static int failf(parse_state_t *st, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(st->err, st->err_len, "%s:%d: %s", st->cfg->path, st->line, msg);
+    st->failed = true;
+    return 0; /* stops inih */
+}
+
+static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
+    if (!*v || *v == '-' || *v == '+')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int parse_bool(const char *v, bool *out) {
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(v, yes[i]) == 0)
+            return *out = true, 0;
+        if (strcmp(v, no[i]) == 0)
+            return *out = false, 0;
+    }
+    return -1;
+}
+
+int config_parse_address(const char *text, struct sockaddr_storage *out) {
+    char host[64];
+    const char *port_text;
+    memset(out, 0, sizeof *out);
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
+            return -1;
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = '\0';
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (!colon || (size_t)(colon - text) >= sizeof host)
+            return -1;
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = '\0';
+        port_text = colon + 1;
+    }
+    uint64_t port;
+    if (parse_u64(port_text, 0, 65535, &port) != 0)
+        return -1;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (text[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (text[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    return -1;
+}
+
+static int add_listen(parse_state_t *st, listen_addr_t *list, size_t *count, const char *value) {
+    if (*count == CONFIG_MAX_LISTEN)
+        return failf(st, "too many listen addresses (at most %d)", CONFIG_MAX_LISTEN);
+    listen_addr_t *l = &list[*count];
+    if (strlen(value) >= sizeof l->text || config_parse_address(value, &l->addr) != 0)
+        return failf(st, "bad address \"%s\" (want 127.0.0.1:8080 or [::1]:8080)", value);
+    snprintf(l->text, sizeof l->text, "%s", value);
+    l->line = st->line;
+    (*count)++;
+    return 1;
+}
+
+static int set_string(char **slot, const char *value) {
+    free(*slot);
+    *slot = strdup(value);
+    return *slot != NULL;
+}
+
+/* A numeric option: its section, name, bounds and where it goes. */
+typedef struct num_option {
+    const char *section;
+    const char *name;
+    uint64_t min, max;
+    size_t offset;
+    int size; /* sizeof the field: 4 (unsigned) or 8 */
+} num_option_t;
+
+_Static_assert(sizeof(size_t) == sizeof(uint64_t), "size options are stored as 64-bit numbers");
+
+#define NUM(sec, nm, lo, hi, field)                                                                       \
+    {sec, nm, lo, hi, offsetof(config_t, field), (int)sizeof(((config_t *)0)->field)}
+
+static const num_option_t num_options[] = {
+    NUM("server", "worker_threads", 1, 128, worker_threads),
+    NUM("server", "max_connections", 1, 1000000, max_connections),
+    NUM("server", "max_queued_jobs", 1, 1000000, max_queued_jobs),
+    NUM("server", "shutdown_timeout_ms", 0, 3600000, shutdown_timeout_ms),
+    NUM("limits", "max_header_bytes", 256, 1048576, http.max_header_bytes),
+    NUM("limits", "max_headers", 1, 1000, http.max_headers),
+    NUM("limits", "max_body_bytes", 0, 1073741824, http.max_body_bytes),
+    NUM("limits", "max_pipelined", 1, 1024, http.max_pipelined),
+    NUM("limits", "header_timeout_ms", 1, 3600000, http.header_timeout_ms),
+    NUM("limits", "body_timeout_ms", 1, 3600000, http.body_timeout_ms),
+    NUM("limits", "idle_timeout_ms", 1, 3600000, http.idle_timeout_ms),
+    NUM("limits", "request_timeout_ms", 1, 3600000, http.request_timeout_ms),
+    NUM("limits", "write_queue_bytes", 4096, 1073741824, write_queue_bytes),
+    NUM("limits", "write_timeout_ms", 1, 3600000, write_timeout_ms),
+};
+
+static int on_option(void *user, const char *section, const char *name, const char *value) {
+    parse_state_t *st = user;
+    config_t *cfg = st->cfg;
+    if (!name)
+        return 1; /* a section header alone */
+    for (size_t i = 0; i < sizeof num_options / sizeof num_options[0]; i++) {
+        const num_option_t *o = &num_options[i];
+        if (strcmp(section, o->section) != 0 || strcmp(name, o->name) != 0)
+            continue;
+        uint64_t n;
+        if (parse_u64(value, o->min, o->max, &n) != 0) {
+            return failf(st, "%s: want a whole number from %llu to %llu", name, (unsigned long long)o->min,
+                         (unsigned long long)o->max);
+        }
+        char *field = (char *)cfg + o->offset;
+        if (o->size == sizeof(unsigned)) {
+            unsigned u = (unsigned)n;
+            memcpy(field, &u, sizeof u);
+        } else {
+            memcpy(field, &n, sizeof n); /* size_t and uint64_t: both 8 bytes here */
+        }
+        return 1;
+    }
+    if (strcmp(section, "public") == 0) {
+        if (strcmp(name, "listen") == 0)
+            return add_listen(st, cfg->public_listen, &cfg->public_listen_count, value);
+        if (strcmp(name, "tls_listen") == 0) {
+            if (!st->tls_listen_line)
+                st->tls_listen_line = st->line;
+            return add_listen(st, cfg->tls_listen, &cfg->tls_listen_count, value);
+        }
+        if (strcmp(name, "tls_cert") == 0)
+            return set_string(&cfg->tls_cert, value);
+        if (strcmp(name, "tls_key") == 0)
+            return set_string(&cfg->tls_key, value);
+    } else if (strcmp(section, "admin") == 0) {
+        if (strcmp(name, "listen") == 0)
+            return add_listen(st, cfg->admin_listen, &cfg->admin_listen_count, value);
+    } else if (strcmp(section, "log") == 0) {
+        if (strcmp(name, "level") == 0) {
+            if (log_level_parse(value, &cfg->log_level) != 0)
+                return failf(st, "level: want error, warn, info or debug, not \"%s\"", value);
+            return 1;
+        }
+        if (strcmp(name, "access_log") == 0) {
+            if (parse_bool(value, &cfg->access_log) != 0)
+                return failf(st, "access_log: want true or false, not \"%s\"", value);
+            return 1;
+        }
+    }
+    return failf(st, "unknown option \"%s\" in section [%s]", name, section);
+}
+
+static void set_defaults(config_t *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->worker_threads = 4;
+    cfg->max_connections = 10000;
+    cfg->max_queued_jobs = 4096;
+    cfg->shutdown_timeout_ms = 10000;
+    cfg->http = (http_limits_t){
+        .max_header_bytes = 16384,
+        .max_headers = 64,
+        .max_body_bytes = 65536,
+        .max_pipelined = 32,
+        .header_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+        .idle_timeout_ms = 60000,
+        .request_timeout_ms = 30000,
+    };
+    cfg->write_queue_bytes = 1024 * 1024;
+    cfg->write_timeout_ms = 30000;
+    cfg->log_level = LOG_INFO;
+    cfg->access_log = true;
+}
+
+int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
+    set_defaults(cfg);
+    cfg->path = strdup(path);
+    FILE *f = fopen(path, "r");
+    if (!cfg->path || !f) {
+        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+        config_free(cfg);
+        return -1;
+    }
+    parse_state_t st = {.cfg = cfg, .file = f, .err = err, .err_len = err_len};
+    int rc = ini_parse_stream(read_line, &st, on_option, &st);
+    fclose(f);
+    if (!st.failed && rc != 0) {
+        snprintf(err, err_len, "%s:%d: syntax error (want \"[section]\" or \"name = value\")", path, rc);
+        st.failed = true;
+    }
+    if (!st.failed && cfg->tls_listen_count && (!cfg->tls_cert || !cfg->tls_key)) {
+        snprintf(err, err_len, "%s:%d: tls_listen needs tls_cert and tls_key in [public]", path, st.tls_listen_line);
+        st.failed = true;
+    }
+    if (!st.failed && cfg->public_listen_count + cfg->tls_listen_count == 0) {
+        snprintf(err, err_len, "%s: [public] needs at least one listen or tls_listen address", path);
+        st.failed = true;
+    }
+    if (st.failed) {
+        config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void config_free(config_t *cfg) {
+    free(cfg->path);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    cfg->path = cfg->tls_cert = cfg->tls_key = NULL;
+}

@@ -1,0 +1,55 @@
+/* config: skd's INI file (parsed by inih), validated as a whole at start.
+ * Every option is documented in skd.conf.example. Errors read
+ * "FILE:LINE: message" so that an operator finds the line at once. */
+#ifndef SKD_CONFIG_H
+#define SKD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "../common/log.h"
+#include "http.h"
+
+#define CONFIG_MAX_LISTEN 8
+
+typedef struct listen_addr {
+    struct sockaddr_storage addr;
+    char text[64]; /* as written: "127.0.0.1:8080", "[::1]:8080" */
+    int line;
+} listen_addr_t;
+
+typedef struct config {
+    char *path;
+    /* [server] */
+    unsigned worker_threads;
+    size_t max_connections;
+    size_t max_queued_jobs;
+    uint64_t shutdown_timeout_ms;
+    /* [limits] */
+    http_limits_t http;
+    size_t write_queue_bytes;
+    uint64_t write_timeout_ms;
+    /* [public] */
+    listen_addr_t public_listen[CONFIG_MAX_LISTEN];
+    size_t public_listen_count;
+    listen_addr_t tls_listen[CONFIG_MAX_LISTEN];
+    size_t tls_listen_count;
+    char *tls_cert;
+    char *tls_key;
+    /* [admin] */
+    listen_addr_t admin_listen[CONFIG_MAX_LISTEN];
+    size_t admin_listen_count;
+    /* [log] */
+    log_level_t log_level;
+    bool access_log;
+} config_t;
+
+/* Loads and validates path; on failure returns -1 with "FILE:LINE: reason" in err. */
+int config_load(config_t *cfg, const char *path, char *err, size_t err_len);
+void config_free(config_t *cfg);
+/* Parses "127.0.0.1:8080" or "[::1]:8080". */
+int config_parse_address(const char *text, struct sockaddr_storage *out);
+
+#endif

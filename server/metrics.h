@@ -1,0 +1,40 @@
+/* metrics: counters and a latency histogram, rendered in the Prometheus text
+ * format by GET /metrics on the admin listener. Loop thread only. */
+#ifndef SKD_METRICS_H
+#define SKD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/buf.h"
+
+#define METRICS_MAX_SERIES 256
+#define METRICS_BUCKETS 14
+
+typedef struct metrics_series {
+    const char *route; /* static: a route pattern or "unmatched" */
+    int status;
+    uint64_t count;
+} metrics_series_t;
+
+typedef struct metrics {
+    metrics_series_t series[METRICS_MAX_SERIES];
+    size_t nseries;
+    uint64_t dropped_series; /* observations beyond METRICS_MAX_SERIES */
+    uint64_t buckets[METRICS_BUCKETS + 1]; /* the last one is +Inf */
+    uint64_t duration_sum_us;
+    uint64_t duration_count;
+    uint64_t connections_open;
+    uint64_t connections_total;
+    uint64_t connections_refused; /* accept paused at max_connections */
+    uint64_t tls_handshake_failures;
+    uint64_t worker_queue_depth;
+    uint64_t worker_jobs_total;
+    uint64_t worker_jobs_rejected;
+} metrics_t;
+
+void metrics_init(metrics_t *m);
+void metrics_observe_request(metrics_t *m, const char *route, int status, uint64_t duration_us);
+int metrics_render(const metrics_t *m, buf_t *out);
+
+#endif

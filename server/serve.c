@@ -1,0 +1,70 @@
+#include "serve.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "../common/log.h"
+#include "config.h"
+
+/* Each connection needs a descriptor: raise the soft limit to the hard one. */
+static void raise_fd_limit(const config_t *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && cfg->max_connections + 64 > rl.rlim_cur)
+        log_warn("max_connections = %zu but only %llu file descriptors are allowed (ulimit -n)",
+                 cfg->max_connections, (unsigned long long)rl.rlim_cur);
+}
+
+static void close_handle(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
+    config_t cfg;
+    char err[512];
+    if (config_load(&cfg, config_path, err, sizeof err) != 0) {
+        fprintf(stderr, "skd: %s\n", err);
+        return 1;
+    }
+    log_set_level(cfg.log_level);
+    signal(SIGPIPE, SIG_IGN); /* a closed peer is an error code, not a signal */
+    raise_fd_limit(&cfg);
+    /* libuv sizes its pool from the environment at the first job. */
+    char threads[16];
+    snprintf(threads, sizeof threads, "%u", cfg.worker_threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    server_t *server = malloc(sizeof *server);
+    int rc = 1;
+    if (!server || server_init(server, &loop, &cfg) != 0 || (setup && setup(server, arg) != 0)) {
+        log_error("cannot set up the server: out of memory");
+    } else if (server_start(server) == 0) {
+        log_info("skd %s ready: %u worker threads, at most %zu connections", SKD_VERSION, cfg.worker_threads,
+                 cfg.max_connections);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        rc = 0;
+    }
+    /* After a failed start some handles are open: close them and let them finish. */
+    uv_walk(&loop, close_handle, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        log_error("event loop closed with handles still open");
+    if (server)
+        server_free(server);
+    free(server);
+    config_free(&cfg);
+    log_flush();
+    return rc;
+}
