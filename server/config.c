@@ -17,19 +17,17 @@ typedef struct parse_state {
     char *err;
     size_t err_len;
     bool failed;
+    int fail_line;
+    char *line_buf; /* the current line, read whole */
+    size_t line_cap;
+    char *long_value; /* see read_line() */
     int tls_listen_line;
 } parse_state_t;
 
-/* inih calls this for each line; counting here gives every option its line. */
-static char *read_line(char *str, int num, void *stream) {
-    parse_state_t *st = stream;
-    char *r = fgets(str, num, st->file);
-    if (r)
-        st->line++;
-    return r;
-}
-
+/* Records the first error only (Debian's inih goes on after one). */
 __attribute__((format(printf, 2, 3))) static int failf(parse_state_t *st, const char *fmt, ...) {
+    if (st->failed)
+        return 0;
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
@@ -37,7 +35,51 @@ __attribute__((format(printf, 2, 3))) static int failf(parse_state_t *st, const 
     va_end(ap);
     snprintf(st->err, st->err_len, "%s:%d: %s", st->cfg->path, st->line, msg);
     st->failed = true;
+    st->fail_line = st->line;
     return 0; /* stops inih */
+}
+
+/* inih calls this for each line; counting here gives every option its line.
+ *
+ * Debian's inih is built with 200-byte lines and would parse the rest of a
+ * longer line as a line of its own. So lines are read whole here: a long
+ * comment becomes an empty line, and a long "name = value" reaches inih as
+ * "name = <marker>" while the value waits in st->long_value for on_option(). */
+#define LONG_VALUE_MARKER "\x01"
+
+static char *read_line(char *str, int num, void *stream) {
+    parse_state_t *st = stream;
+    if (st->failed)
+        return NULL; /* stop at the first error */
+    ssize_t len = getline(&st->line_buf, &st->line_cap, st->file);
+    if (len < 0)
+        return NULL;
+    st->line++;
+    char *line = st->line_buf;
+    if (len < num - 1) {
+        memcpy(str, line, (size_t)len + 1);
+        return str;
+    }
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+        line[--len] = '\0';
+    const char *start = line + strspn(line, " \t");
+    if (*start == ';' || *start == '#') {
+        snprintf(str, (size_t)num, "\n");
+        return str;
+    }
+    char *eq = strchr(line, '=');
+    if (!eq || eq - line > 64 || *start == '[') {
+        failf(st, "line too long");
+        return NULL;
+    }
+    char *value = eq + 1 + strspn(eq + 1, " \t");
+    char *comment = strstr(value, " ;");
+    if (comment)
+        *comment = '\0';
+    free(st->long_value);
+    st->long_value = strdup(value);
+    snprintf(str, (size_t)num, "%.*s= %s\n", (int)(eq - line), line, LONG_VALUE_MARKER);
+    return str;
 }
 
 static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
@@ -154,6 +196,8 @@ static int on_option(void *user, const char *section, const char *name, const ch
     config_t *cfg = st->cfg;
     if (!name)
         return 1; /* a section header alone */
+    if (strcmp(value, LONG_VALUE_MARKER) == 0 && st->long_value)
+        value = st->long_value;
     for (size_t i = 0; i < sizeof num_options / sizeof num_options[0]; i++) {
         const num_option_t *o = &num_options[i];
         if (strcmp(section, o->section) != 0 || strcmp(name, o->name) != 0)
@@ -238,10 +282,14 @@ int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
     parse_state_t st = {.cfg = cfg, .file = f, .err = err, .err_len = err_len};
     int rc = ini_parse_stream(read_line, &st, on_option, &st);
     fclose(f);
-    if (!st.failed && rc != 0) {
+    free(st.line_buf);
+    free(st.long_value);
+    /* rc is the first line inih found wrong, a syntax error or ours. */
+    if (rc > 0 && (!st.failed || rc < st.fail_line)) {
         snprintf(err, err_len, "%s:%d: syntax error (want \"[section]\" or \"name = value\")", path, rc);
         st.failed = true;
     }
+    cfg->http.max_output_bytes = cfg->write_queue_bytes < 65536 ? cfg->write_queue_bytes : 65536;
     if (!st.failed && cfg->tls_listen_count && (!cfg->tls_cert || !cfg->tls_key)) {
         snprintf(err, err_len, "%s:%d: tls_listen needs tls_cert and tls_key in [public]", path, st.tls_listen_line);
         st.failed = true;

@@ -59,10 +59,16 @@ static void on_output(http_conn_t *hc) {
     after_event(hc->owner);
 }
 
+static uint64_t http_now(http_conn_t *hc) {
+    (void)hc;
+    return now_us();
+}
+
 static const http_conn_ops_t http_ops = {
     .on_request = on_request,
     .on_response = on_response,
     .on_output = on_output,
+    .now = http_now,
 };
 
 /* ---- closing ---- */
@@ -128,6 +134,7 @@ static void on_write(uv_write_t *req, int status) {
         return;
     c->write_bytes -= len;
     c->write_since_us = now_us();
+    c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     if (status < 0) {
         conn_close(c);
         return;
@@ -165,6 +172,7 @@ static int send_bytes(conn_t *c, buf_t *out) {
         if (c->write_bytes == 0)
             c->write_since_us = now_us();
         c->write_bytes += w->data.len;
+        c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     }
     out->len = 0; /* keep the storage for the next answer */
     return 0;
@@ -295,9 +303,16 @@ static void on_timer(uv_timer_t *t) {
         return;
     }
     if (c->write_bytes && now >= c->write_since_us + cfg->write_timeout_ms * 1000) {
-        log_debug("%s: closing: client does not read its answers", c->peer);
-        conn_close(c);
-        return;
+        /* libuv reports whole writes only: a shrinking queue is progress too. */
+        size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (queued < c->write_queue_seen) {
+            c->write_queue_seen = queued;
+            c->write_since_us = now;
+        } else {
+            log_debug("%s: closing: client does not read its answers", c->peer);
+            conn_close(c);
+            return;
+        }
     }
     if (c->is_tls && !c->handshake_done && now >= c->http.phase_us + cfg->http.header_timeout_ms * 1000) {
         log_debug("%s: closing: TLS handshake timeout", c->peer);
@@ -314,9 +329,20 @@ static void on_timer(uv_timer_t *t) {
 static void after_event(conn_t *c) {
     if (c->state != CONN_OPEN)
         return;
-    if (flush(c) != 0) {
-        conn_close(c);
-        return;
+    size_t write_limit = cfg_of(c)->write_queue_bytes;
+    /* Send what is ready; while the client keeps up, parse what input the
+     * core kept back because its output was full. */
+    for (;;) {
+        if (flush(c) != 0) {
+            conn_close(c);
+            return;
+        }
+        if (c->write_bytes >= write_limit || !http_conn_has_input(&c->http))
+            break;
+        size_t before = c->http.in.len - c->http.in_off;
+        http_conn_pump(&c->http, now_us());
+        if (c->http.out.len == 0 && c->http.in.len - c->http.in_off == before)
+            break; /* blocked on something else: answers not yet given */
     }
     if (http_conn_done(&c->http) && c->write_bytes == 0) {
         if (c->peer_eof) {
@@ -339,7 +365,7 @@ static void after_event(conn_t *c) {
         }
         return;
     }
-    set_reading(c, !c->peer_eof && http_conn_wants_read(&c->http) && c->write_bytes < cfg_of(c)->write_queue_bytes);
+    set_reading(c, !c->peer_eof && http_conn_wants_read(&c->http) && c->write_bytes < write_limit);
     update_timer(c);
 }
 

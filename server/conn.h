@@ -32,6 +32,7 @@ typedef struct conn {
     int handles_open;
     size_t write_bytes;      /* queued in uv_write and not yet completed */
     uint64_t write_since_us; /* last write progress while write_bytes > 0 */
+    size_t write_queue_seen; /* libuv's queue size at the last progress */
     uint64_t linger_until_us;
     uint64_t timer_due_us;   /* when the timer is set to fire, 0 if stopped */
     struct sockaddr_storage peer_addr;

@@ -79,6 +79,7 @@ typedef struct http_limits {
     uint64_t body_timeout_ms; /* longest pause between body bytes */
     uint64_t idle_timeout_ms;
     uint64_t request_timeout_ms; /* longest wait for a handler's answer */
+    size_t max_output_bytes;     /* parsing pauses while this much output waits */
 } http_limits_t;
 
 typedef struct http_conn_ops {
@@ -90,6 +91,9 @@ typedef struct http_conn_ops {
     /* Output became pending outside http_conn_feed()/http_conn_tick(),
      * e.g. a worker job answered; the I/O layer should flush. */
     void (*on_output)(struct http_conn *c);
+    /* The monotonic time (µs), read when an answer comes outside
+     * http_conn_feed()/http_conn_tick() (which are given the time). */
+    uint64_t (*now)(struct http_conn *c);
 } http_conn_ops_t;
 
 typedef enum http_read_phase {
@@ -129,12 +133,18 @@ void http_conn_init(http_conn_t *c, const http_limits_t *limits, const http_conn
 void http_conn_free(http_conn_t *c);
 /* Feeds bytes received from the client. */
 void http_conn_feed(http_conn_t *c, const char *data, size_t len, uint64_t now_us);
-/* The client closed its side: no more requests; answers still go out. */
+/* The client closed its side: no more requests. Answers already given
+ * still go out; if a handler is still working, the client is gone and the
+ * connection is done at once. */
 void http_conn_eof(http_conn_t *c);
 /* Acts on timeouts; call when the deadline has passed. */
 void http_conn_tick(http_conn_t *c, uint64_t now_us);
 /* Absolute monotonic time (µs) of the next timeout, or 0 for none. */
 uint64_t http_conn_deadline(const http_conn_t *c);
+/* Parses kept input once output has drained (see max_output_bytes). */
+void http_conn_pump(http_conn_t *c, uint64_t now_us);
+/* Whether received input waits to be parsed. */
+bool http_conn_has_input(const http_conn_t *c);
 /* Whether the I/O layer should read more (false: paused or closing). */
 bool http_conn_wants_read(const http_conn_t *c);
 /* Whether everything is answered and the connection should close once c->out is sent. */

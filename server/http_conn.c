@@ -138,7 +138,9 @@ static int finish_head(http_conn_t *c, http_request_t *req) {
         size_t path_len = (size_t)(q - req->head.data);
         query_off = path_len + 1;
         path_off = req->head.len;
-        /* Reserve first: the copy's source is the buffer itself. */
+        /* The copy is bounded by the target, which already passed the limit:
+         * it must not count twice. Reserve first: its source is the buffer itself. */
+        req->head.limit = 0;
         if (buf_reserve(&req->head, path_len + 1) != 0)
             return stop_with(c, 431, "Request headers too large");
         buf_append(&req->head, req->head.data, path_len);
@@ -170,6 +172,12 @@ static int on_headers_complete(llhttp_t *p) {
     req->method = llhttp_get_method(p);
     req->http10 = llhttp_get_http_major(p) == 1 && llhttp_get_http_minor(p) == 0;
     req->keep_alive = llhttp_should_keep_alive(p);
+    /* RFC 9112 3.2: exactly one Host in HTTP/1.1, never two. */
+    size_t hosts = 0;
+    for (size_t i = 0; i < req->nheaders; i++)
+        hosts += strcasecmp(req->headers[i].name, "Host") == 0;
+    if (hosts > 1 || (hosts == 0 && !req->http10))
+        return stop_with(c, 400, hosts ? "Duplicate Host header" : "Missing Host header");
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->limits->max_body_bytes)
         return stop_with(c, 413, "Request body too large");
     const char *expect = http_request_header(req, "Expect");
@@ -289,6 +297,8 @@ static void flush_answered(http_conn_t *c) {
         http_request_t *req = pop(c);
         serialize(c, req);
         release(req);
+        if (!c->queue && c->phase == HTTP_PHASE_IDLE)
+            c->phase_us = c->now_us; /* idle from the last answer on */
     }
     /* The client waits for "100 Continue" before sending the body; it may
      * only go out once every earlier response has. */
@@ -296,6 +306,7 @@ static void flush_answered(http_conn_t *c) {
     if (req && req == c->parsing && req->expect_continue && c->phase == HTTP_PHASE_BODY) {
         buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
         req->expect_continue = false;
+        c->phase_us = c->now_us; /* the body timer starts now */
     }
 }
 
@@ -320,8 +331,11 @@ static void fail(http_conn_t *c, llhttp_errno_t err) {
     http_respond_error(req, status, message);
 }
 
+/* Output is bounded too: many small pipelined requests answered at once
+ * must not turn one read into megabytes of answers. */
 static bool can_parse(const http_conn_t *c) {
-    return !c->closing && c->in_off < c->in.len && c->waiting < c->limits->max_pipelined;
+    return !c->closing && c->in_off < c->in.len && c->waiting < c->limits->max_pipelined &&
+           c->out.len < c->limits->max_output_bytes;
 }
 
 /* Parses until one request completes (then dispatches it) or input runs out. */
@@ -376,6 +390,14 @@ static void advance_from_call(http_conn_t *c) {
 
 /* ---- public ---- */
 
+static http_request_t *oldest_unanswered(const http_conn_t *c) {
+    for (http_request_t *r = c->queue; r; r = r->next)
+        if (r->dispatched && !r->response)
+            return r;
+    return NULL;
+}
+
+
 void http_conn_init(http_conn_t *c, const http_limits_t *limits, const http_conn_ops_t *ops, void *owner,
                     uint64_t now_us) {
     memset(c, 0, sizeof *c);
@@ -416,6 +438,15 @@ void http_conn_feed(http_conn_t *c, const char *data, size_t len, uint64_t now_u
 
 void http_conn_eof(http_conn_t *c) {
     c->closing = true;
+    if (oldest_unanswered(c)) {
+        /* The client left while handlers were still working (as nginx sees
+         * it): the answers have nobody to go to. Their jobs' results are
+         * discarded. */
+        while (c->queue)
+            release(pop(c));
+        c->parsing = NULL;
+        return;
+    }
     http_request_t *partial = c->parsing;
     if (partial) {
         /* Half a request can never be answered: drop it. */
@@ -432,13 +463,6 @@ void http_conn_eof(http_conn_t *c) {
     advance_from_call(c);
 }
 
-static http_request_t *oldest_unanswered(const http_conn_t *c) {
-    for (http_request_t *r = c->queue; r; r = r->next)
-        if (r->dispatched && !r->response)
-            return r;
-    return NULL;
-}
-
 /* When the read in progress times out: the head, the body, or the wait for
  * the next request on an idle keep-alive connection. */
 static uint64_t read_deadline(const http_conn_t *c) {
@@ -449,6 +473,10 @@ static uint64_t read_deadline(const http_conn_t *c) {
     case HTTP_PHASE_HEAD:
         return c->phase_us + l->header_timeout_ms * 1000;
     case HTTP_PHASE_BODY:
+        /* No body comes before our "100 Continue"; earlier requests are
+         * bounded by the request timeout meanwhile. */
+        if (c->parsing && c->parsing->expect_continue)
+            return 0;
         return c->phase_us + l->body_timeout_ms * 1000;
     case HTTP_PHASE_IDLE:
         return c->queue ? 0 : c->phase_us + l->idle_timeout_ms * 1000;
@@ -491,8 +519,20 @@ void http_conn_tick(http_conn_t *c, uint64_t now_us) {
     c->in_call = false;
 }
 
+void http_conn_pump(http_conn_t *c, uint64_t now_us) {
+    c->now_us = now_us;
+    c->in_call = true;
+    advance(c);
+    c->in_call = false;
+}
+
+bool http_conn_has_input(const http_conn_t *c) {
+    return !c->closing && c->in_off < c->in.len;
+}
+
 bool http_conn_wants_read(const http_conn_t *c) {
-    return !c->closing && c->waiting < c->limits->max_pipelined && c->in_off == c->in.len;
+    return !c->closing && c->waiting < c->limits->max_pipelined && c->in_off == c->in.len &&
+           c->out.len < c->limits->max_output_bytes;
 }
 
 bool http_conn_done(const http_conn_t *c) {
@@ -532,6 +572,8 @@ void http_respond(http_request_t *req, http_response_t *resp) {
     req->response = resp;
     if (c->in_call)
         return; /* advance() is running and serializes it */
+    if (c->ops->now)
+        c->now_us = c->ops->now(c);
     advance_from_call(c);
     if (c->ops->on_output)
         c->ops->on_output(c);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "../common/log.h"
@@ -55,6 +56,14 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
                  cfg.max_connections);
         uv_run(&loop, UV_RUN_DEFAULT);
         rc = 0;
+        if (server->metrics.worker_queue_depth > 0) {
+            /* The shutdown deadline passed with jobs still running on worker
+             * threads; they cannot be cancelled, so leave without them. */
+            log_warn("exiting with %llu worker job(s) still running",
+                     (unsigned long long)server->metrics.worker_queue_depth);
+            log_flush();
+            _exit(0);
+        }
     }
     /* After a failed start some handles are open: close them and let them finish. */
     uv_walk(&loop, close_handle, NULL);

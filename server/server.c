@@ -121,6 +121,10 @@ static void on_shutdown_deadline(uv_timer_t *t) {
         next = c->next;
         conn_close(c);
     }
+    /* A running job cannot be interrupted; the deadline still holds:
+     * serve_run() exits without waiting for it. */
+    if (s->metrics.worker_queue_depth > 0)
+        uv_stop(s->loop);
 }
 
 void server_stop(server_t *s) {
@@ -169,11 +173,20 @@ static void load_tls_done(int status, void *arg) {
         log_error("TLS reload failed, keeping the current certificate: %s", r->err);
     }
     free(r);
+    /* A reload asked for meanwhile may have seen newer files: run it now. */
+    if (s->tls_reload_again) {
+        s->tls_reload_again = false;
+        server_reload_tls(s);
+    }
 }
 
 void server_reload_tls(server_t *s) {
-    if (!s->tls_ctx || s->tls_reloading || s->stopping)
+    if (!s->tls_ctx || s->stopping)
         return;
+    if (s->tls_reloading) {
+        s->tls_reload_again = true;
+        return;
+    }
     tls_reload_t *r = calloc(1, sizeof *r);
     if (!r)
         return;

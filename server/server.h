@@ -41,6 +41,7 @@ typedef struct server {
     router_t admin_router;
     SSL_CTX *tls_ctx; /* for new handshakes; sessions hold their own reference */
     bool tls_reloading;
+    bool tls_reload_again; /* asked for while one was running */
     struct conn *conns; /* every open connection */
     size_t nconns;
     worker_pool_t pool;

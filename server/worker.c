@@ -65,9 +65,7 @@ int worker_submit(worker_pool_t *pool, worker_fn work, worker_done_fn done, void
     worker_job_t *job = calloc(1, sizeof *job);
     if (!job)
         return UV_ENOMEM;
-    job->fn = work;
-    job->done = done;
-    job->arg = arg;
+    *job = (worker_job_t){.fn = work, .done = done, .arg = arg};
     return submit(pool, job);
 }
 
@@ -76,10 +74,7 @@ int worker_submit_for_request(worker_pool_t *pool, http_request_t *req, worker_f
     worker_job_t *job = calloc(1, sizeof *job);
     if (!job)
         return UV_ENOMEM;
-    job->fn = work;
-    job->request_done = done;
-    job->req = req;
-    job->arg = arg;
+    *job = (worker_job_t){.fn = work, .request_done = done, .req = req, .arg = arg};
     int rc = submit(pool, job);
     if (rc == 0)
         req->pending_work = true;

@@ -39,7 +39,7 @@ static void on_output(http_conn_t *c) {
     (void)c;
 }
 
-static const http_conn_ops_t ops = {on_request, on_response, on_output};
+static const http_conn_ops_t ops = {.on_request = on_request, .on_response = on_response, .on_output = on_output};
 
 /* Finishes a held request as worker.c does. */
 static void finish_held(fuzz_state_t *st, size_t i) {
@@ -62,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         .body_timeout_ms = 100,
         .idle_timeout_ms = 1000,
         .request_timeout_ms = 300,
+        .max_output_bytes = 4096,
     };
     fuzz_state_t st = {0};
     http_conn_t c;

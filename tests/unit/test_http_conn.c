@@ -45,7 +45,16 @@ static void on_output(http_conn_t *c) {
     ((fixture_t *)c->owner)->outputs++;
 }
 
-static const http_conn_ops_t ops = {on_request, on_response, on_output};
+/* The test's clock for answers given outside feed/tick. */
+static uint64_t fake_now_us;
+
+static uint64_t now(http_conn_t *c) {
+    (void)c;
+    return fake_now_us;
+}
+
+static const http_conn_ops_t ops = {
+    .on_request = on_request, .on_response = on_response, .on_output = on_output, .now = now};
 
 static int setup(void **state) {
     fixture_t *f = calloc(1, sizeof *f);
@@ -58,6 +67,7 @@ static int setup(void **state) {
         .body_timeout_ms = 500,
         .idle_timeout_ms = 5000,
         .request_timeout_ms = 2000,
+        .max_output_bytes = 65536,
     };
     f->auto_answer = true;
     http_conn_init(&f->conn, &f->limits, &ops, f, 1000000);
@@ -141,7 +151,7 @@ static void query_when_head_buffer_grows(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
     char text[600];
-    snprintf(text, sizeof text, "GET /p?q=1 HTTP/1.1\r\nX-Fill: %0240d\r\n\r\n", 7);
+    snprintf(text, sizeof text, "GET /p?q=1 HTTP/1.1\r\nHost: h\r\nX-Fill: %0240d\r\n\r\n", 7);
     feed(f, text, 1);
     assert_int_equal(f->nseen, 1);
     assert_string_equal(f->seen[0]->path, "/p");
@@ -167,7 +177,7 @@ static void byte_by_byte_equals_whole(void **state) {
 static void pipelined_answers_keep_order(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
-    feed(f, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n", 1);
     assert_int_equal(f->nseen, 3);
     http_request_t *r1 = f->seen[0], *r2 = f->seen[1], *r3 = f->seen[2];
     http_respond_error(r3, 404, "three");
@@ -191,7 +201,7 @@ static void pipeline_limit_pauses_parsing(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
     f->limits.max_pipelined = 2;
-    feed(f, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n", 1);
     assert_int_equal(f->nseen, 2);
     assert_false(http_conn_wants_read(&f->conn));
     http_respond_empty(f->seen[0], 204);
@@ -208,7 +218,7 @@ static void pipeline_limit_pauses_parsing(void **state) {
 
 static void body_too_large_by_content_length(void **state) {
     fixture_t *f = *state;
-    feed(f, "POST /x HTTP/1.1\r\nContent-Length: 10485760\r\n\r\n", 1);
+    feed(f, "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10485760\r\n\r\n", 1);
     assert_int_equal(f->nseen, 0);
     char *out = take_out(f);
     assert_non_null(strstr(out, "HTTP/1.1 413 "));
@@ -222,7 +232,7 @@ static void body_too_large_by_content_length(void **state) {
 
 static void chunked_body_too_large(void **state) {
     fixture_t *f = *state;
-    feed(f, "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 1);
+    feed(f, "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 1);
     for (int i = 0; i < 20; i++)
         feed(f, "a\r\n0123456789\r\n", 2);
     char *out = take_out(f);
@@ -233,7 +243,7 @@ static void chunked_body_too_large(void **state) {
 
 static void expect_continue(void **state) {
     fixture_t *f = *state;
-    feed(f, "POST /x HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 1);
+    feed(f, "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 1);
     char *out = take_out(f);
     assert_string_equal(out, "HTTP/1.1 100 Continue\r\n\r\n");
     free(out);
@@ -247,7 +257,7 @@ static void expect_continue(void **state) {
 static void expect_continue_waits_for_earlier_answers(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
-    feed(f, "GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", 1);
     assert_int_equal(f->conn.out.len, 0);
     http_respond_empty(f->seen[0], 204);
     char *out = take_out(f);
@@ -263,7 +273,7 @@ static void expect_continue_waits_for_earlier_answers(void **state) {
 
 static void unknown_expectation(void **state) {
     fixture_t *f = *state;
-    feed(f, "POST /x HTTP/1.1\r\nContent-Length: 2\r\nExpect: teapot\r\n\r\n", 1);
+    feed(f, "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: teapot\r\n\r\n", 1);
     char *out = take_out(f);
     assert_non_null(strstr(out, "HTTP/1.1 417 "));
     free(out);
@@ -272,7 +282,7 @@ static void unknown_expectation(void **state) {
 static void head_has_length_no_body(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
-    feed(f, "HEAD /x HTTP/1.1\r\n\r\n", 1);
+    feed(f, "HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n", 1);
     http_respond_error(f->seen[0], 404, "Unimplemented");
     char *out = take_out(f);
     assert_non_null(strstr(out, "Content-Length: 27\r\n"));
@@ -282,7 +292,7 @@ static void head_has_length_no_body(void **state) {
 
 static void connection_close(void **state) {
     fixture_t *f = *state;
-    feed(f, "GET /1 HTTP/1.1\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n", 1);
     assert_int_equal(f->nseen, 1); /* nothing after "close" is read */
     char *out = take_out(f);
     assert_non_null(strstr(out, "Connection: close\r\n"));
@@ -317,14 +327,14 @@ static void expect_error(fixture_t *f, const char *input, const char *status_lin
 
 static void too_many_headers(void **state) {
     fixture_t *f = *state;
-    expect_error(f, "GET / HTTP/1.1\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\ne: 1\r\nf: 1\r\ng: 1\r\nh: 1\r\ni: 1\r\n\r\n",
+    expect_error(f, "GET / HTTP/1.1\r\nHost: h\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\ne: 1\r\nf: 1\r\ng: 1\r\nh: 1\r\ni: 1\r\n\r\n",
                  "HTTP/1.1 431 ");
 }
 
 static void headers_too_large(void **state) {
     fixture_t *f = *state;
     char big[2048];
-    snprintf(big, sizeof big, "GET / HTTP/1.1\r\nX: %01500d\r\n\r\n", 0);
+    snprintf(big, sizeof big, "GET / HTTP/1.1\r\nHost: h\r\nX: %01500d\r\n\r\n", 0);
     expect_error(f, big, "HTTP/1.1 431 ");
 }
 
@@ -342,14 +352,14 @@ static void malformed_inputs(void **state) {
     static const char *const bad[] = {
         "garbage\r\n\r\n",
         "GET / HTTP/9.9\r\n\r\n",
-        "GET / HTTP/1.1\r\nNo-Colon\r\n\r\n",
-        "GET / HTTP/1.1\r\nBad : space\r\n\r\n",
-        "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        "GET http://example/ HTTP/1.1\r\n\r\n",
-        "GET * HTTP/1.1\r\n\r\n",
-        "G\x01T / HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nNo-Colon\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nBad : space\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "GET http://example/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        "G\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         void *st;
@@ -362,7 +372,7 @@ static void malformed_inputs(void **state) {
 static void error_after_good_requests_keeps_order(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
-    feed(f, "GET /1 HTTP/1.1\r\n\r\nBAD\r\n\r\n", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nBAD\r\n\r\n", 1);
     assert_int_equal(f->nseen, 1);
     assert_int_equal(f->conn.out.len, 0); /* the 400 waits for /1 */
     http_respond_empty(f->seen[0], 204);
@@ -375,7 +385,7 @@ static void error_after_good_requests_keeps_order(void **state) {
 
 static void header_timeout(void **state) {
     fixture_t *f = *state;
-    feed(f, "GET / HTTP/1.1\r\nX-Slow: ", 1000000);
+    feed(f, "GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ", 1000000);
     assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 1000 * 1000);
     feed(f, "a", 1500000); /* a trickle does not extend the header deadline */
     assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 1000 * 1000);
@@ -390,7 +400,7 @@ static void header_timeout(void **state) {
 
 static void body_timeout(void **state) {
     fixture_t *f = *state;
-    feed(f, "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nab", 1000000);
+    feed(f, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab", 1000000);
     assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 500 * 1000);
     feed(f, "cd", 1400000); /* progress extends it */
     assert_int_equal(http_conn_deadline(&f->conn), 1400000 + 500 * 1000);
@@ -402,7 +412,7 @@ static void body_timeout(void **state) {
 
 static void idle_timeout(void **state) {
     fixture_t *f = *state;
-    feed(f, "GET / HTTP/1.1\r\n\r\n", 1000000);
+    feed(f, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1000000);
     f->conn.out.len = 0;
     assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 5000 * 1000);
     http_conn_tick(&f->conn, 1000000 + 5000 * 1000);
@@ -410,10 +420,69 @@ static void idle_timeout(void **state) {
     assert_true(http_conn_done(&f->conn));
 }
 
+static void idle_counts_from_the_last_answer(void **state) {
+    fixture_t *f = *state;
+    f->auto_answer = false;
+    feed(f, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1000000);
+    assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 2000 * 1000); /* the request timeout */
+    fake_now_us = 1000000 + 1500 * 1000; /* a slow handler answers */
+    http_respond_empty(f->seen[0], 204);
+    assert_int_equal(http_conn_deadline(&f->conn), fake_now_us + 5000 * 1000);
+}
+
+static void no_body_timer_before_100_continue(void **state) {
+    fixture_t *f = *state;
+    f->auto_answer = false;
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+            "Expect: 100-continue\r\n\r\n",
+         1000000);
+    /* Only the first request's timeout runs: the client waits for us. */
+    assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 2000 * 1000);
+    fake_now_us = 2500000;
+    http_respond_empty(f->seen[0], 204);
+    assert_int_equal(http_conn_deadline(&f->conn), 2500000 + 500 * 1000); /* body timer from the 100 */
+    char *out = take_out(f);
+    assert_non_null(strstr(out, "100 Continue"));
+    free(out);
+}
+
+static void output_limit_pauses_parsing(void **state) {
+    fixture_t *f = *state;
+    f->limits.max_output_bytes = 200; /* about two answers */
+    char text[2000] = "";
+    for (int i = 0; i < 20; i++)
+        strcat(text, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    feed(f, text, 1);
+    assert_true(f->nseen < 20);
+    assert_false(http_conn_wants_read(&f->conn));
+    assert_true(http_conn_has_input(&f->conn));
+    size_t answered = f->nseen;
+    while (http_conn_has_input(&f->conn)) {
+        f->conn.out.len = 0; /* the I/O layer sent it */
+        http_conn_pump(&f->conn, 2);
+        assert_true(f->nseen > answered);
+        answered = f->nseen;
+    }
+    assert_int_equal(f->nseen, 20);
+}
+
+static void eof_with_unanswered_request_drops_it(void **state) {
+    fixture_t *f = *state;
+    f->auto_answer = false;
+    feed(f, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1);
+    http_request_t *req = f->seen[0];
+    req->pending_work = true; /* a worker job holds it */
+    http_conn_eof(&f->conn);
+    assert_true(http_conn_done(&f->conn)); /* nobody to answer: close now */
+    assert_null(req->conn);
+    req->pending_work = false;
+    http_request_free(req);
+}
+
 static void request_timeout(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
-    feed(f, "GET / HTTP/1.1\r\n\r\n", 1000000);
+    feed(f, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1000000);
     http_request_t *req = f->seen[0];
     req->pending_work = true; /* as a worker job would */
     assert_int_equal(http_conn_deadline(&f->conn), 1000000 + 2000 * 1000);
@@ -433,7 +502,7 @@ static void request_timeout(void **state) {
 static void free_detaches_pending_work(void **state) {
     fixture_t *f = *state;
     f->auto_answer = false;
-    feed(f, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n", 1);
     http_request_t *held = f->seen[0];
     held->pending_work = true;
     http_conn_free(&f->conn);
@@ -443,27 +512,24 @@ static void free_detaches_pending_work(void **state) {
     http_conn_init(&f->conn, &f->limits, &ops, f, 1); /* for teardown */
 }
 
-static void eof_answers_complete_requests(void **state) {
+static void eof_after_answers_drops_partial(void **state) {
     fixture_t *f = *state;
-    f->auto_answer = false;
-    feed(f, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\nHost:", 1);
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost:", 1);
+    assert_int_equal(f->nseen, 1);
     http_conn_eof(&f->conn);
-    assert_false(http_conn_done(&f->conn)); /* /1 is still to be answered */
-    http_respond_empty(f->seen[0], 204);
+    assert_true(http_conn_done(&f->conn)); /* /1 answered, /2 never complete */
     char *out = take_out(f);
     assert_int_equal(count(out, "HTTP/1.1"), 1);
-    assert_non_null(strstr(out, "Connection: close"));
     free(out);
-    assert_true(http_conn_done(&f->conn));
 }
 
 static void graceful_stop(void **state) {
     fixture_t *f = *state;
     /* In the middle of a body: the request completes, then the connection closes. */
-    feed(f, "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab", 1);
+    feed(f, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab", 1);
     http_conn_stop(&f->conn);
     assert_false(http_conn_done(&f->conn));
-    feed(f, "cdGET / HTTP/1.1\r\n\r\n", 2);
+    feed(f, "cdGET / HTTP/1.1\r\nHost: h\r\n\r\n", 2);
     assert_int_equal(f->nseen, 1);
     char *out = take_out(f);
     assert_int_equal(count(out, "HTTP/1.1 204"), 1);
@@ -474,7 +540,7 @@ static void graceful_stop(void **state) {
 
 static void graceful_stop_mid_header(void **state) {
     fixture_t *f = *state;
-    feed(f, "GET / HTTP/1.1\r\nHo", 1);
+    feed(f, "GET / HTTP/1.1\r\nHost: h\r\nHo", 1);
     http_conn_stop(&f->conn);
     char *out = take_out(f);
     assert_non_null(strstr(out, "HTTP/1.1 503 "));
@@ -522,9 +588,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(header_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(body_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(idle_counts_from_the_last_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_body_timer_before_100_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(output_limit_pauses_parsing, setup, teardown),
+        cmocka_unit_test_setup_teardown(eof_with_unanswered_request_drops_it, setup, teardown),
         cmocka_unit_test_setup_teardown(request_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(free_detaches_pending_work, setup, teardown),
-        cmocka_unit_test_setup_teardown(eof_answers_complete_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(eof_after_answers_drops_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_stop_mid_header, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_stop_idle, setup, teardown),
