@@ -1,0 +1,652 @@
+"""Shared harness of skd's integration tests (Python 3 standard library only).
+
+A test starts a server with
+
+    with Server(SKD, {"limits": {"header_timeout_ms": 1000}}) as srv:
+        c = srv.connect()
+        c.send_request("GET", "/healthcheck")
+        self.assertEqual(c.read_response().status, 204)
+
+Server picks free loopback ports, writes a temporary configuration, starts
+the binary with stderr in a log file and waits until every listener accepts
+connections. Leaving the block stops it with SIGTERM (SIGKILL after 15 s) and
+checks that it exited 0 and that its log holds no ERROR line and no sanitizer
+report. Everything it made is removed.
+
+Scripts end with skdtest.main(), which runs the unittest cases and prints
+"N passed, M failed" as the last line.
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SKD = os.environ.get("SKD") or os.path.join(ROOT, "build", "skd")
+SKD_TESTSERVER = os.environ.get("SKD_TESTSERVER") or os.path.join(ROOT, "build", "tests", "skd-testserver")
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 15.0
+IO_TIMEOUT = 10.0  # default for one socket read; generous for sanitizer builds
+
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error",
+                     "ThreadSanitizer")
+
+
+# ---------------------------------------------------------------- ports
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A port that was free a moment ago (bind to 0, read it, close)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def have_ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def wait_port(host, port, timeout=START_TIMEOUT, proc=None):
+    """Waits until (host, port) accepts a TCP connection; False on timeout or
+    when proc exited meanwhile."""
+    deadline = time.monotonic() + timeout
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect((host, port))
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# ---------------------------------------------------------------- config
+
+def render_config(sections):
+    """{"server": {"worker_threads": 2}, "public": {"listen": ["a", "b"]}} -> INI text."""
+    lines = []
+    for section, options in sections.items():
+        lines.append("[%s]" % section)
+        for name, value in options.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                if isinstance(v, bool):
+                    v = "true" if v else "false"
+                lines.append("%s = %s" % (name, v))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merge(base, extra):
+    out = {k: dict(v) for k, v in base.items()}
+    for section, options in (extra or {}).items():
+        out.setdefault(section, {}).update(options)
+    return out
+
+
+# ---------------------------------------------------------------- the server
+
+class ServerError(Exception):
+    pass
+
+
+class Server:
+    """A running skd (or skd-testserver) on free loopback ports.
+
+    config: extra options by section, merged over the defaults (public listen
+    and admin listen on fresh ports, log level info). A value "{port}",
+    "{admin_port}", "{tls_port}" or "{ipv6_port}" is replaced. tls=(cert, key)
+    adds a TLS listener; ipv6=True a public listener on [::1].
+    check_log: verify on exit that the log has no ERROR line.
+    expect_exit: the exit status __exit__ insists on (None: don't check).
+    extra_text: appended to the configuration file as it is.
+    """
+
+    def __init__(self, binary, config=None, tls=None, ipv6=False, check_log=True, expect_exit=0,
+                 env=None, extra_text=""):
+        self.binary = binary
+        self.extra_text = extra_text
+        self.extra = config or {}
+        self.tls = tls
+        self.ipv6 = ipv6
+        self.check_log = check_log
+        self.expect_exit = expect_exit
+        self.env = env
+        self.dir = None
+        self.proc = None
+        self.returncode = None
+        self.log_path = None
+        self.final_log = None
+        self.config_path = None
+        self.port = self.admin_port = self.tls_port = self.ipv6_port = None
+
+    # -- life cycle
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="skdtest-")
+        try:
+            # Another test may grab a port between our probe and the bind:
+            # retry with fresh ports when the bind fails.
+            for attempt in range(5):
+                if self._start():
+                    return self
+                if attempt < 4 and "address already in use" in self.log().lower():
+                    continue
+                raise ServerError("server did not start; log:\n" + self.log())
+            raise ServerError("no free ports after 5 attempts; log:\n" + self.log())
+        except BaseException:
+            self._kill()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def _start(self):
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.tls_port = free_port() if self.tls else None
+        self.ipv6_port = free_port(socket.AF_INET6, "::1") if self.ipv6 else None
+        public = {"listen": ["127.0.0.1:%d" % self.port]}
+        if self.ipv6:
+            public["listen"].append("[::1]:%d" % self.ipv6_port)
+        if self.tls:
+            public["tls_listen"] = "127.0.0.1:%d" % self.tls_port
+            public["tls_cert"], public["tls_key"] = self.tls
+        sections = {
+            "server": {},
+            "limits": {},
+            "public": public,
+            "admin": {"listen": "127.0.0.1:%d" % self.admin_port},
+            "log": {"level": "info", "access_log": True},
+        }
+        sections = merge(sections, self.extra)
+        ports = dict(port=self.port, admin_port=self.admin_port, tls_port=self.tls_port, ipv6_port=self.ipv6_port)
+        for opts in sections.values():
+            for k, v in opts.items():
+                if isinstance(v, str):
+                    opts[k] = v.format(**ports)
+                elif isinstance(v, (list, tuple)):
+                    opts[k] = [x.format(**ports) if isinstance(x, str) else x for x in v]
+        self.config_path = os.path.join(self.dir, "skd.conf")
+        with open(self.config_path, "w") as f:
+            f.write(render_config(sections) + self.extra_text)
+        self.log_path = os.path.join(self.dir, "skd.log")
+        args = [self.binary, "serve", "-c", self.config_path]
+        if os.path.basename(self.binary).startswith("skd-testserver"):
+            args = [self.binary, "-c", self.config_path]
+        env = dict(os.environ)
+        # Sanitizer builds: report to stderr (our log) and fail loudly.
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        if self.env:
+            env.update(self.env)
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env)
+        self.returncode = None
+        targets = [("127.0.0.1", self.port), ("127.0.0.1", self.admin_port)]
+        if self.tls:
+            targets.append(("127.0.0.1", self.tls_port))
+        if self.ipv6:
+            targets.append(("::1", self.ipv6_port))
+        deadline = time.monotonic() + START_TIMEOUT
+        for host, port in targets:
+            if not wait_port(host, port, max(0.1, deadline - time.monotonic()), self.proc):
+                self._kill()
+                return False
+        return True
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc:
+            self.returncode = self.proc.returncode
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        """Waits for the process to exit; returns its status or None."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, then SIGKILL after timeout; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.returncode = self.proc.returncode
+                raise AssertionError("server did not exit within %.0f s of SIGTERM; log:\n%s"
+                                     % (timeout, self.log()[-4000:]))
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            failure = None
+            try:
+                self.stop()
+            except AssertionError as e:
+                failure = str(e)
+            if failure is None:
+                failure = self.problems()
+            if failure and exc_type is None:
+                raise AssertionError(failure)
+            if failure:
+                sys.stderr.write("(also: %s)\n" % failure)
+        finally:
+            self.final_log = self.log()  # still readable after the files are gone
+            if exc_type is not None:
+                sys.stderr.write("---- server log (%s) ----\n%s\n----\n" % (self.binary, self.log()[-6000:]))
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def problems(self):
+        """What is wrong with the exit: status, ERROR lines, sanitizer reports."""
+        text = self.log()
+        out = []
+        if self.expect_exit is not None and self.returncode != self.expect_exit:
+            out.append("exit status %r, want %r" % (self.returncode, self.expect_exit))
+        if self.check_log:
+            errors = [line for line in text.splitlines() if re.search(r"\bERROR\b", line)]
+            if errors:
+                out.append("ERROR lines in the log: %r" % errors[:5])
+        reports = [m for m in SANITIZER_MARKERS if m in text]
+        if reports:
+            out.append("sanitizer report in the log (%s)" % ", ".join(reports))
+        if out:
+            return "; ".join(out) + "\n---- log ----\n" + text[-6000:]
+        return None
+
+    # -- observing
+
+    def log(self):
+        if self.final_log is not None:
+            return self.final_log
+        if not self.log_path or not os.path.exists(self.log_path):
+            return ""
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, pattern, timeout=5.0):
+        """Waits until the log matches the regex pattern; returns the match or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.log(), re.M)
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
+    def access_lines(self):
+        return [line for line in self.log().splitlines() if " ACCESS " in line]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    # -- talking to it
+
+    def connect(self, port=None, host="127.0.0.1", timeout=IO_TIMEOUT):
+        return Conn(host, port or self.port, timeout)
+
+    def request(self, method, path, port=None, **kw):
+        """One request on a fresh connection; returns the Response."""
+        with self.connect(port) as c:
+            c.send_request(method, path, **kw)
+            return c.read_response(head=(method == "HEAD"))
+
+    def metrics(self, conn=None):
+        """Scrapes GET /metrics on a fresh admin connection, or on conn (kept open)."""
+        if conn is None:
+            r = self.request("GET", "/metrics", port=self.admin_port)
+        else:
+            conn.send_request("GET", "/metrics")
+            r = conn.read_response()
+        if r.status != 200:
+            raise AssertionError("GET /metrics: %d %r" % (r.status, r.body))
+        return Metrics(r.body.decode())
+
+    def settle(self, conn, others=0, timeout=5.0):
+        """Waits until only conn (an admin connection used for scraping) and
+        others more connections are open, e.g. after the start-up probes;
+        returns the last Metrics."""
+        last = [None]
+
+        def check():
+            last[0] = self.metrics(conn)
+            return last[0].get("skd_http_connections_open") == 1 + others
+        if not wait_for(check, timeout):
+            raise AssertionError("connections_open stays at %s, want %d"
+                                 % (last[0].get("skd_http_connections_open"), 1 + others))
+        return last[0]
+
+    def url(self, path="", tls=False):
+        if tls:
+            return "https://127.0.0.1:%d%s" % (self.tls_port, path)
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+
+# ---------------------------------------------------------------- HTTP over raw sockets
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value)
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        import json
+        return json.loads(self.body.decode())
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+class Closed(Exception):
+    """The server closed the connection before a whole response arrived."""
+
+
+class Conn:
+    """A client connection with a read buffer, for hand-made requests."""
+
+    def __init__(self, host, port, timeout=IO_TIMEOUT, sock=None):
+        if sock is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+        self.sock = sock
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def send_request(self, method, path, headers=None, body=None, version="HTTP/1.1", host=True):
+        self.send(build_request(method, path, headers, body, version, host))
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise Closed("connection closed; unparsed: %r" % self.buf[:200])
+        self.buf += data
+
+    def read_until(self, marker, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while marker not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no %r within %.1f s; have %r" % (marker, timeout, self.buf[:200]))
+            self._fill(left)
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("want %d bytes, have %d" % (n, len(self.buf)))
+            self._fill(left)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, head=False, timeout=None):
+        """Reads one response; head=True: the request was HEAD (no body)."""
+        raw = self.read_until(b"\r\n\r\n", timeout)
+        lines = raw[:-4].decode("latin-1").split("\r\n")
+        m = re.match(r"HTTP/1\.[01] (\d{3}) ?(.*)$", lines[0])
+        if not m:
+            raise AssertionError("bad status line %r" % lines[0])
+        status = int(m.group(1))
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.append((name, value.strip()))
+        resp = Response(status, m.group(2), headers, b"", raw)
+        length = resp.header("Content-Length")
+        if head or status < 200 or status in (204, 304):
+            return resp
+        if length is not None:
+            resp.body = self.read_exact(int(length), timeout)
+        else:
+            resp.body = self.read_all(timeout)
+        return resp
+
+    def read_all(self, timeout=None):
+        """Reads until the server closes; returns what came."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("connection still open after %.1f s" % timeout)
+            try:
+                self._fill(left)
+            except Closed:
+                out, self.buf = self.buf, b""
+                return out
+
+    def closed_by_peer(self, timeout=None):
+        """True when the server closes (EOF or reset) within timeout with
+        nothing more to read; False when still open. Unread data fails."""
+        timeout = self.timeout if timeout is None else timeout
+        if self.buf:
+            raise AssertionError("unexpected data from the server: %r" % self.buf[:200])
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except ConnectionResetError:
+                return True
+            if not data:
+                return True
+            raise AssertionError("unexpected data from the server: %r" % data[:200])
+
+    def has_data(self, timeout):
+        """Whether anything (data or EOF) is readable within timeout."""
+        if self.buf:
+            return True
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(r)
+
+
+def build_request(method, path, headers=None, body=None, version="HTTP/1.1", host=True):
+    if isinstance(body, str):
+        body = body.encode()
+    lines = ["%s %s %s" % (method, path, version)]
+    hdrs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    names = {k.lower() for k, _ in hdrs}
+    if host and "host" not in names:
+        lines.append("Host: 127.0.0.1")
+    for k, v in hdrs:
+        lines.append("%s: %s" % (k, v))
+    if body is not None and "content-length" not in names and "transfer-encoding" not in names:
+        lines.append("Content-Length: %d" % len(body))
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + (body or b"")
+
+
+def parse_responses(data, head_flags=None):
+    """Splits a byte string into Responses (head_flags[i]: i-th was HEAD)."""
+    c = Conn(None, None, sock=_NullSock())
+    c.buf = data
+    out = []
+    i = 0
+    while c.buf:
+        out.append(c.read_response(head=bool(head_flags and head_flags[i]), timeout=0.01))
+        i += 1
+    return out
+
+
+class _NullSock:
+    def setsockopt(self, *a):
+        pass
+
+    def settimeout(self, t):
+        pass
+
+    def recv(self, n):
+        return b""
+
+    def close(self):
+        pass
+
+
+def assert_json_error(test, resp, status, message=None):
+    """resp is status with a JSON {"message": ...} body and a right Content-Length."""
+    test.assertEqual(resp.status, status, resp)
+    test.assertEqual(resp.header("Content-Type"), "application/json", resp.raw_head)
+    test.assertEqual(resp.header("Content-Length"), str(len(resp.body)), resp.raw_head)
+    obj = resp.json()
+    test.assertIsInstance(obj.get("message"), str, obj)
+    if message is not None:
+        test.assertEqual(obj["message"], message)
+    return obj
+
+
+# ---------------------------------------------------------------- metrics
+
+class Metrics:
+    """Prometheus text: value(name, **labels) sums the matching samples."""
+
+    LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = []
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = self.LINE.match(line)
+            if not m:
+                raise AssertionError("bad metrics line %r" % line)
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            self.samples.append((m.group(1), labels, float(m.group(3))))
+
+    def value(self, name, **labels):
+        total = None
+        for n, l, v in self.samples:
+            if n == name and all(l.get(k) == str(x) for k, x in labels.items()):
+                total = (total or 0) + v
+        return total
+
+    def get(self, name, **labels):
+        v = self.value(name, **labels)
+        return 0 if v is None else v
+
+
+# ---------------------------------------------------------------- tools
+
+def run(args, timeout=60, input=None, check=False):
+    """subprocess.run with text output captured."""
+    return subprocess.run(args, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                          check=check)
+
+
+def curl(*args, timeout=30):
+    """Runs curl -sS with args; returns the CompletedProcess (bytes)."""
+    return run(["curl", "-sS", "--max-time", str(timeout)] + list(args), timeout=timeout + 10)
+
+
+def raise_nofile(want):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    """Polls predicate until it returns something true; returns it or the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- running
+
+def main():
+    """Runs the calling module's tests; prints "N passed, M failed" last; exits 0 only if none failed."""
+    sys.stdout.reconfigure(line_buffering=True)
+    module = sys.modules["__main__"]
+    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    if len(sys.argv) > 1:  # run only the named tests: test_x.py TestClass.test_name ...
+        suite = unittest.defaultTestLoader.loadTestsFromNames(sys.argv[1:], module)
+    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2)
+    start = time.monotonic()
+    result = runner.run(suite)
+    # A test with failing subtests counts once.
+    bad = [getattr(t, "test_case", t) for t, _ in result.failures + result.errors]
+    bad += list(result.unexpectedSuccesses)
+    failed = len({t.id() if hasattr(t, "id") else str(t) for t in bad})
+    skipped = len(result.skipped)
+    passed = max(0, result.testsRun - failed - skipped)
+    print("%d skipped; %.1f s" % (skipped, time.monotonic() - start))
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(0 if failed == 0 else 1)
