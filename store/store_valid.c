@@ -1,0 +1,76 @@
+/* store_valid: syntax of tenant, instance and account ids and the verifier. */
+#include "store.h"
+
+#include <string.h>
+
+static bool is_lower_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* prefix followed by exactly 8 or 17 lowercase hex digits (AWS id shapes). */
+static bool hex_id(const char *s, const char *prefix) {
+    if (s == NULL)
+        return false;
+    size_t p = strlen(prefix);
+    if (strncmp(s, prefix, p) != 0)
+        return false;
+    s += p;
+    size_t n = 0;
+    while (n < 18 && s[n] != '\0') {
+        if (!is_lower_hex(s[n]))
+            return false;
+        n++;
+    }
+    return s[n] == '\0' && (n == 8 || n == 17);
+}
+
+bool store_valid_tenant_id(const char *s) {
+    return hex_id(s, "vpc-");
+}
+
+bool store_valid_instance_id(const char *s) {
+    return hex_id(s, "i-");
+}
+
+bool store_valid_account_id(const char *s) {
+    if (s == NULL)
+        return false;
+    for (int i = 0; i < 12; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    }
+    return s[12] == '\0';
+}
+
+bool store_valid_audit_dir(const char *s) {
+    if (s == NULL || s[0] == '\0')
+        return false;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (c < 0x20 || c == 0x7f || n + 1 >= STORE_AUDIT_DIR_SIZE)
+            return false;
+    }
+    return true;
+}
+
+static const char *const verifier_names[] = {
+    [STORE_VERIFIER_REGISTRY] = "registry",
+    [STORE_VERIFIER_IDENTITY_DOCUMENT] = "identity-document",
+};
+
+int store_verifier_parse(const char *s, store_verifier_t *out) {
+    for (size_t i = 0; s && i < sizeof verifier_names / sizeof verifier_names[0]; i++) {
+        if (strcmp(s, verifier_names[i]) == 0) {
+            *out = (store_verifier_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *store_verifier_name(store_verifier_t v) {
+    if ((unsigned)v >= sizeof verifier_names / sizeof verifier_names[0])
+        return NULL;
+    return verifier_names[v];
+}

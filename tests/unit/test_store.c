@@ -1,0 +1,516 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../store/store.h"
+
+#define T1 "vpc-0123456789abcdef0"
+#define T2 "vpc-89abcdef"
+#define I1 "i-0123456789abcdef0"
+#define I2 "i-0fedcba9876543210"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    store_t *s;
+} fixture_t;
+
+static int setup(void **state) {
+    fixture_t *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/skd-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
+    char err[256];
+    f->s = store_open_sqlite(f->path, err, sizeof err);
+    if (f->s == NULL) {
+        fprintf(stderr, "open: %s\n", err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture_t *f = *state;
+    store_close(f->s);
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static store_tenant_t demo_tenant(void) {
+    store_tenant_t t = {
+        .id = T1,
+        .account_id = "111122223333",
+        .verifier = STORE_VERIFIER_REGISTRY,
+        .networks = "127.0.0.0/8",
+    };
+    return t;
+}
+
+/* PRAGMA user_version of the file, read outside the store. */
+static int raw_user_version(const char *path, int set) {
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (set >= 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", set);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void open_migrate_reopen(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    uint8_t ekt[] = {1, 2, 3, 0, 5};
+    t.ekt = ekt;
+    t.ekt_len = sizeof ekt;
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+    assert_int_equal(store_instance_add(f->s, T1, I1, "127.0.0.1"), 0);
+    store_close(f->s);
+
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(raw_user_version(f->path, -1), 1);
+
+    char err[256];
+    f->s = store_open_sqlite(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    store_tenant_t got;
+    assert_int_equal(store_tenant_get(f->s, T1, &got), 0);
+    assert_string_equal(got.account_id, "111122223333");
+    assert_int_equal(got.ekt_len, sizeof ekt);
+    assert_memory_equal(got.ekt, ekt, sizeof ekt);
+    assert_true(got.created_at > 1700000000);
+    store_tenant_clear(&got);
+    char ip[STORE_IP_SIZE];
+    assert_int_equal(store_instance_get(f->s, T1, I1, ip, sizeof ip), 0);
+    assert_string_equal(ip, "127.0.0.1");
+}
+
+static void future_version_refused(void **state) {
+    fixture_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    raw_user_version(f->path, 99);
+    char err[256] = "";
+    assert_null(store_open_sqlite(f->path, err, sizeof err));
+    assert_non_null(strstr(err, "schema version 99 is newer"));
+    assert_string_equal(store_last_error(), err);
+    assert_int_equal(raw_user_version(f->path, -1), 99); /* left alone */
+}
+
+static void missing_directory_refused(void **state) {
+    fixture_t *f = *state;
+    char path[200], err[256] = "";
+    snprintf(path, sizeof path, "%s/no/such/dir/store.db", f->dir);
+    assert_null(store_open_sqlite(path, err, sizeof err));
+    assert_non_null(strstr(err, "No such file or directory"));
+}
+
+static void tenants_add_get_list(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+    store_tenant_t t2 = {
+        .id = T2,
+        .account_id = "444455556666",
+        .verifier = STORE_VERIFIER_IDENTITY_DOCUMENT,
+        .networks = " 10.1.0.0/16 ,FD00:0:0::/8,192.168.0.0/24",
+        .audit_dir = "/var/lib/skd/audit-t2",
+    };
+    assert_int_equal(store_tenant_add(f->s, &t2), 0);
+
+    store_tenant_t got;
+    assert_int_equal(store_tenant_get(f->s, T2, &got), 0);
+    assert_string_equal(got.id, T2);
+    assert_string_equal(got.account_id, "444455556666");
+    assert_int_equal(got.verifier, STORE_VERIFIER_IDENTITY_DOCUMENT);
+    assert_string_equal(got.networks, "10.1.0.0/16,fd00::/8,192.168.0.0/24"); /* canonical */
+    assert_string_equal(got.audit_dir, "/var/lib/skd/audit-t2");
+    assert_null(got.ekt);
+    assert_int_equal(got.ekt_len, 0);
+    store_tenant_clear(&got);
+
+    store_tenant_t *list;
+    size_t n;
+    assert_int_equal(store_tenant_list(f->s, &list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, T1); /* ordered by id */
+    assert_string_equal(list[0].networks, "127.0.0.0/8");
+    assert_null(list[0].audit_dir);
+    assert_int_equal(list[0].verifier, STORE_VERIFIER_REGISTRY);
+    assert_string_equal(list[1].id, T2);
+    store_tenant_list_free(list, n);
+}
+
+static void empty_list(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t *list = (store_tenant_t *)1;
+    size_t n = 7;
+    assert_int_equal(store_tenant_list(f->s, &list, &n), 0);
+    assert_null(list);
+    assert_int_equal(n, 0);
+    store_tenant_list_free(list, n);
+}
+
+static void duplicates_and_missing(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+    t.account_id[0] = '9';
+    assert_int_equal(store_tenant_add(f->s, &t), STORE_EXISTS);
+    assert_non_null(strstr(store_last_error(), "already exists"));
+
+    store_tenant_t got;
+    assert_int_equal(store_tenant_get(f->s, T2, &got), STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(), "not found"));
+    assert_null(got.networks);
+    assert_int_equal(store_tenant_get(f->s, T1, &got), 0);
+    assert_string_equal(got.account_id, "111122223333"); /* first one kept */
+    store_tenant_clear(&got);
+
+    assert_int_equal(store_instance_add(f->s, T1, I1, "127.0.0.1"), 0);
+    assert_int_equal(store_instance_add(f->s, T1, I1, "127.0.0.9"), STORE_EXISTS);
+    char ip[STORE_IP_SIZE];
+    assert_int_equal(store_instance_get(f->s, T1, I2, ip, sizeof ip), STORE_NOT_FOUND);
+    assert_int_equal(store_instance_remove(f->s, T1, I2), STORE_NOT_FOUND);
+    uint8_t ekt[4] = {1, 2, 3, 4};
+    assert_int_equal(store_tenant_set_ekt_if_absent(f->s, T2, ekt, sizeof ekt), STORE_NOT_FOUND);
+}
+
+static void invalid_tenants_refused(void **state) {
+    fixture_t *f = *state;
+    static const char *const bad_ids[] = {
+        "", "vpc-", "vpc-0123456", "vpc-012345678", "vpc-0123456789ABCDEF0",
+        "vpc-0123456789abcdeg", "vpc-0123456789abcdefg", "VPC-01234567", "i-01234567",
+    };
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        store_tenant_t t = demo_tenant();
+        snprintf(t.id, sizeof t.id, "%s", bad_ids[i]);
+        assert_int_equal(store_tenant_add(f->s, &t), -1);
+        assert_non_null(strstr(store_last_error(), "tenant id"));
+    }
+    static const char *const bad_accounts[] = {"", "11112222333", "11112222333a", "-11122223333"};
+    for (size_t i = 0; i < sizeof bad_accounts / sizeof bad_accounts[0]; i++) {
+        store_tenant_t t = demo_tenant();
+        snprintf(t.account_id, sizeof t.account_id, "%s", bad_accounts[i]);
+        assert_int_equal(store_tenant_add(f->s, &t), -1);
+    }
+    static const char *const bad_networks[] = {
+        "",           "10.0.0.0",     "10.0.0.0/33",   "10.0.0.1/8",   "10.0.0.0/8,",
+        ",10.0.0.0/8", "10.0.0/8",    "10.0.0.0/08",   "foo/8",        "::/129",
+        "fd00::1/8",  "10.0.0.0/8;x", "10.0.0.0/-1",   "10.0.0.0 /8",  "1.2.3.4/32\n",
+    };
+    for (size_t i = 0; i < sizeof bad_networks / sizeof bad_networks[0]; i++) {
+        store_tenant_t t = demo_tenant();
+        t.networks = (char *)bad_networks[i];
+        assert_int_equal(store_tenant_add(f->s, &t), -1);
+        assert_non_null(strstr(store_last_error(), "invalid networks"));
+        assert_false(store_valid_networks(bad_networks[i]));
+    }
+    store_tenant_t t = demo_tenant();
+    t.networks = NULL;
+    assert_int_equal(store_tenant_add(f->s, &t), -1);
+    t = demo_tenant();
+    t.verifier = (store_verifier_t)7;
+    assert_int_equal(store_tenant_add(f->s, &t), -1);
+    t = demo_tenant();
+    t.audit_dir = "";
+    assert_int_equal(store_tenant_add(f->s, &t), -1);
+    t = demo_tenant();
+    t.audit_dir = "/a\nb";
+    assert_int_equal(store_tenant_add(f->s, &t), -1);
+    t = demo_tenant();
+    uint8_t ekt[1] = {0};
+    t.ekt = ekt; /* length 0 with a pointer */
+    assert_int_equal(store_tenant_add(f->s, &t), -1);
+
+    /* Nothing got in. */
+    store_tenant_t *list;
+    size_t n;
+    assert_int_equal(store_tenant_list(f->s, &list, &n), 0);
+    assert_int_equal(n, 0);
+
+    /* Invalid ids are refused before the backend, for reads too. */
+    store_tenant_t got;
+    assert_int_equal(store_tenant_get(f->s, "vpc-XYZ", &got), -1);
+    char ip[STORE_IP_SIZE];
+    assert_int_equal(store_instance_get(f->s, T1, "i-123", ip, sizeof ip), -1);
+    assert_int_equal(store_tenant_set_ekt_if_absent(f->s, T1, NULL, 0), -1);
+    uint8_t big[STORE_EKT_MAX + 1] = {0};
+    assert_int_equal(store_tenant_set_ekt_if_absent(f->s, T1, big, sizeof big), -1);
+}
+
+static void validators(void **state) {
+    (void)state;
+    assert_true(store_valid_tenant_id("vpc-0123456789abcdef0"));
+    assert_true(store_valid_tenant_id("vpc-01234567"));
+    assert_false(store_valid_tenant_id(NULL));
+    assert_false(store_valid_tenant_id("vpc-0123456789abcdef01"));
+    assert_true(store_valid_instance_id("i-0123456789abcdef0"));
+    assert_true(store_valid_instance_id("i-deadbeef"));
+    assert_false(store_valid_instance_id("i-deadbee"));
+    assert_false(store_valid_instance_id("i-0123456789abcdef0 "));
+    assert_true(store_valid_account_id("111122223333"));
+    assert_false(store_valid_account_id(NULL));
+    assert_false(store_valid_account_id("1111222233334"));
+
+    store_verifier_t v;
+    assert_int_equal(store_verifier_parse("identity-document", &v), 0);
+    assert_int_equal(v, STORE_VERIFIER_IDENTITY_DOCUMENT);
+    assert_int_equal(store_verifier_parse("Registry", &v), -1);
+    assert_string_equal(store_verifier_name(STORE_VERIFIER_REGISTRY), "registry");
+
+    store_network_t nets[4];
+    size_t n;
+    char err[128], text[256];
+    assert_int_equal(store_parse_networks("0.0.0.0/0,::/0, 2001:db8::/32", nets, 4, &n, err,
+                                          sizeof err),
+                     0);
+    assert_int_equal(n, 3);
+    assert_int_equal(store_format_networks(nets, n, text, sizeof text), 0);
+    assert_string_equal(text, "0.0.0.0/0,::/0,2001:db8::/32");
+    assert_int_equal(store_format_networks(nets, n, text, 10), -1);
+    assert_int_equal(store_parse_networks("1.0.0.0/8,2.0.0.0/8,3.0.0.0/8", nets, 2, &n, err,
+                                          sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "more than 2"));
+    assert_int_equal(store_parse_networks("10.0.0.1/8", nets, 4, &n, err, sizeof err), -1);
+    assert_string_equal(err, "10.0.0.1/8: host bits set");
+
+    /* Matching, including IPv4-mapped peers of a dual-stack socket. */
+    assert_int_equal(store_parse_networks("10.1.2.0/23,fd00:ac::/30", nets, 4, &n, err, sizeof err),
+                     0);
+    uint8_t a4[4], a6[16];
+    inet_pton(AF_INET, "10.1.3.255", a4);
+    assert_true(store_network_contains(&nets[0], AF_INET, a4));
+    inet_pton(AF_INET, "10.1.4.0", a4);
+    assert_false(store_network_contains(&nets[0], AF_INET, a4));
+    inet_pton(AF_INET6, "::ffff:10.1.2.7", a6);
+    assert_true(store_network_contains(&nets[0], AF_INET6, a6));
+    assert_false(store_network_contains(&nets[1], AF_INET6, a6));
+    inet_pton(AF_INET6, "fd00:af:1::1", a6);
+    assert_true(store_network_contains(&nets[1], AF_INET6, a6));
+    inet_pton(AF_INET6, "fd00:b0::1", a6);
+    assert_false(store_network_contains(&nets[1], AF_INET6, a6));
+
+    char ip[STORE_IP_SIZE];
+    assert_int_equal(store_normalize_ip("2001:DB8:0:0::1", ip, sizeof ip), 0);
+    assert_string_equal(ip, "2001:db8::1");
+    assert_int_equal(store_normalize_ip("::FFFF:127.0.0.2", ip, sizeof ip), 0);
+    assert_string_equal(ip, "127.0.0.2");
+    assert_int_equal(store_normalize_ip("127.0.0.01", ip, sizeof ip), -1);
+    assert_int_equal(store_normalize_ip("fe80::1%eth0", ip, sizeof ip), -1);
+    assert_int_equal(store_normalize_ip("", ip, sizeof ip), -1);
+    assert_int_equal(store_normalize_ip("127.0.0.1", ip, 5), -1);
+}
+
+static void instances(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+    assert_int_equal(store_instance_add(f->s, T1, I1, "127.0.0.1"), 0);
+    assert_int_equal(store_instance_add(f->s, T1, I2, "::ffff:127.0.0.2"), 0);
+    assert_int_equal(store_instance_add(f->s, T1, "i-abcdef01", "2001:DB8::7"), 0);
+
+    char ip[STORE_IP_SIZE];
+    assert_int_equal(store_instance_get(f->s, T1, I2, ip, sizeof ip), 0);
+    assert_string_equal(ip, "127.0.0.2");
+    assert_int_equal(store_instance_get(f->s, T1, "i-abcdef01", ip, sizeof ip), 0);
+    assert_string_equal(ip, "2001:db8::7");
+    assert_int_equal(store_instance_get(f->s, T1, "i-abcdef01", ip, 4), -1);
+
+    /* Instances belong to one tenant: unknown tenant refused (foreign key). */
+    assert_int_equal(store_instance_add(f->s, T2, I1, "127.0.0.1"), STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(), "tenant " T2 " not found"));
+    assert_int_equal(store_instance_get(f->s, T2, I1, ip, sizeof ip), STORE_NOT_FOUND);
+
+    assert_int_equal(store_instance_add(f->s, T1, "i-abcdef02", "127.0.0.256"), -1);
+    assert_int_equal(store_instance_add(f->s, T1, "i-abcdef02", NULL), -1);
+    assert_int_equal(store_instance_add(f->s, T1, "i-ABCDEF02", "127.0.0.1"), -1);
+
+    assert_int_equal(store_instance_remove(f->s, T1, I1), 0);
+    assert_int_equal(store_instance_get(f->s, T1, I1, ip, sizeof ip), STORE_NOT_FOUND);
+    assert_int_equal(store_instance_remove(f->s, T1, I1), STORE_NOT_FOUND);
+    assert_int_equal(store_instance_add(f->s, T1, I1, "127.0.0.3"), 0);
+}
+
+/* 50 threads race to set a fresh tenant's EKT. */
+#define EKT_THREADS 50
+
+typedef struct ekt_race {
+    store_t *s;
+    pthread_barrier_t start;
+    int rc[EKT_THREADS];
+    uint8_t ekt[EKT_THREADS][48];
+} ekt_race_t;
+
+typedef struct ekt_arg {
+    ekt_race_t *race;
+    int idx;
+} ekt_arg_t;
+
+static void *ekt_thread(void *p) {
+    ekt_arg_t *a = p;
+    ekt_race_t *r = a->race;
+    pthread_barrier_wait(&r->start);
+    r->rc[a->idx] = store_tenant_set_ekt_if_absent(r->s, T1, r->ekt[a->idx], sizeof r->ekt[0]);
+    if (r->rc[a->idx] < 0)
+        fprintf(stderr, "thread %d: %s\n", a->idx, store_last_error());
+    return NULL;
+}
+
+static void ekt_set_exactly_once(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+
+    ekt_race_t *r = calloc(1, sizeof *r);
+    r->s = f->s;
+    pthread_barrier_init(&r->start, NULL, EKT_THREADS);
+    pthread_t th[EKT_THREADS];
+    ekt_arg_t args[EKT_THREADS];
+    for (int i = 0; i < EKT_THREADS; i++) {
+        memset(r->ekt[i], i + 1, sizeof r->ekt[i]);
+        args[i] = (ekt_arg_t){r, i};
+        assert_int_equal(pthread_create(&th[i], NULL, ekt_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < EKT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&r->start);
+
+    int winner = -1, exists = 0;
+    for (int i = 0; i < EKT_THREADS; i++) {
+        if (r->rc[i] == 0) {
+            assert_int_equal(winner, -1);
+            winner = i;
+        } else {
+            assert_int_equal(r->rc[i], STORE_EXISTS);
+            exists++;
+        }
+    }
+    assert_int_not_equal(winner, -1);
+    assert_int_equal(exists, EKT_THREADS - 1);
+
+    store_tenant_t got;
+    assert_int_equal(store_tenant_get(f->s, T1, &got), 0);
+    assert_int_equal(got.ekt_len, sizeof r->ekt[0]);
+    assert_memory_equal(got.ekt, r->ekt[winner], sizeof r->ekt[0]);
+    store_tenant_clear(&got);
+    free(r);
+}
+
+/* Several threads read and write at once: none may see SQLITE_BUSY. */
+#define RW_THREADS 8
+#define RW_ROUNDS 40
+
+typedef struct rw_arg {
+    store_t *s;
+    int idx;
+    int failures;
+} rw_arg_t;
+
+static void *rw_thread(void *p) {
+    rw_arg_t *a = p;
+    for (int i = 0; i < RW_ROUNDS; i++) {
+        char id[STORE_INSTANCE_ID_SIZE], ip[STORE_IP_SIZE], want[STORE_IP_SIZE];
+        snprintf(id, sizeof id, "i-%02x%06x", a->idx, i);
+        snprintf(want, sizeof want, "10.0.%d.%d", a->idx, i);
+        store_tenant_t t;
+        store_tenant_t *list;
+        size_t n;
+        int rc = store_instance_add(a->s, T1, id, want);
+        if (rc == 0)
+            rc = store_instance_get(a->s, T1, id, ip, sizeof ip);
+        if (rc == 0 && strcmp(ip, want) != 0)
+            rc = -1;
+        if (rc == 0 && (rc = store_tenant_get(a->s, T1, &t)) == 0)
+            store_tenant_clear(&t);
+        if (rc == 0 && (rc = store_tenant_list(a->s, &list, &n)) == 0)
+            store_tenant_list_free(list, n);
+        if (rc == 0 && i % 2 == 0)
+            rc = store_instance_remove(a->s, T1, id);
+        if (rc != 0) {
+            fprintf(stderr, "thread %d round %d: %d %s\n", a->idx, i, rc, store_last_error());
+            a->failures++;
+        }
+    }
+    return NULL;
+}
+
+static void concurrent_readers_writers(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+
+    /* A second store on the same file stands for another process (the CLI). */
+    char err[256];
+    store_t *other = store_open_sqlite(f->path, err, sizeof err);
+    assert_non_null(other);
+
+    pthread_t th[RW_THREADS];
+    rw_arg_t args[RW_THREADS];
+    for (int i = 0; i < RW_THREADS; i++) {
+        args[i] = (rw_arg_t){i % 2 ? other : f->s, i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, rw_thread, &args[i]), 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < RW_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        failures += args[i].failures;
+    }
+    store_close(other);
+    assert_int_equal(failures, 0);
+
+    /* The odd rounds' instances remain. */
+    char ip[STORE_IP_SIZE];
+    assert_int_equal(store_instance_get(f->s, T1, "i-07000027", ip, sizeof ip), 0);
+    assert_string_equal(ip, "10.0.7.39");
+    assert_int_equal(store_instance_get(f->s, T1, "i-07000026", ip, sizeof ip), STORE_NOT_FOUND);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(open_migrate_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(future_version_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(missing_directory_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(tenants_add_get_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(duplicates_and_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(invalid_tenants_refused, setup, teardown),
+        cmocka_unit_test(validators),
+        cmocka_unit_test_setup_teardown(instances, setup, teardown),
+        cmocka_unit_test_setup_teardown(ekt_set_exactly_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_readers_writers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
