@@ -278,7 +278,10 @@ static void update_timer(conn_t *c) {
         if (c->is_tls && !c->handshake_done)
             due = earliest(due, c->http.phase_us + cfg->http.header_timeout_ms * 1000);
     }
-    if (due == c->timer_due_us)
+    /* Deadlines move with every request; re-arming each time costs heap
+     * operations per request. A timer already set to fire earlier is left
+     * alone: when it fires, on_timer() finds nothing due and sets it again. */
+    if (due == c->timer_due_us || (due && c->timer_due_us && c->timer_due_us < due))
         return;
     c->timer_due_us = due;
     if (!due) {

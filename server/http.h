@@ -68,6 +68,7 @@ typedef struct http_request {
      * above point into it once the head is complete. */
     buf_t head;
     size_t *offsets; /* while parsing: 2 per header (name, value) into head */
+    size_t offsets_cap; /* headers that offsets has room for */
 } http_request_t;
 
 typedef struct http_limits {
@@ -121,6 +122,7 @@ typedef struct http_conn {
     int error_status;          /* status for the error that stopped parsing */
     const char *error_message;
     bool header_field_open;    /* llhttp delivers names and values in pieces */
+    size_t trailer_bytes;      /* trailer fields seen (bounded, not kept) */
     bool closing;              /* read no more; close once the queue is sent */
     bool draining;             /* shutting down: close after the current request */
     bool in_call;              /* inside advance(): answers are picked up there */

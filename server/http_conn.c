@@ -79,18 +79,32 @@ static bool is_token(const char *s, size_t len) {
     return true;
 }
 
+/* Trailer fields (after a chunked body) are not kept, only bounded. */
+static int skip_trailer(http_conn_t *c, size_t len) {
+    c->trailer_bytes += len;
+    if (c->trailer_bytes > c->limits->max_header_bytes)
+        return stop_with(c, 431, "Request trailers too large");
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     http_conn_t *c = conn_of(p);
     http_request_t *req = c->parsing;
     if (!is_token(at, len))
         return stop_with(c, 400, "Malformed header name");
+    if (c->phase == HTTP_PHASE_BODY)
+        return skip_trailer(c, len);
     if (!c->header_field_open) {
         if (req->nheaders >= c->limits->max_headers)
             return stop_with(c, 431, "Too many request headers");
-        if (!req->offsets) {
-            req->offsets = calloc(2 * c->limits->max_headers, sizeof *req->offsets);
-            if (!req->offsets)
+        if (req->nheaders == req->offsets_cap) {
+            /* Grows by doubling: most requests carry a handful of headers. */
+            size_t cap = req->offsets_cap ? req->offsets_cap * 2 : 8;
+            size_t *grown = realloc(req->offsets, 2 * cap * sizeof *grown);
+            if (!grown)
                 return stop_with(c, 503, "Out of memory");
+            req->offsets = grown;
+            req->offsets_cap = cap;
         }
         req->offsets[2 * req->nheaders] = req->head.len;
         c->header_field_open = true;
@@ -102,6 +116,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field_complete(llhttp_t *p) {
     http_conn_t *c = conn_of(p);
+    if (c->phase == HTTP_PHASE_BODY)
+        return 0;
     if (append_nul(c) != 0)
         return -1;
     /* An empty value gets no on_header_value call: its start is here. */
@@ -111,6 +127,8 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     http_conn_t *c = conn_of(p);
+    if (c->phase == HTTP_PHASE_BODY)
+        return skip_trailer(c, len);
     if (buf_append(&c->parsing->head, at, len) != 0)
         return stop_with(c, 431, "Request headers too large");
     return 0;
@@ -118,6 +136,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value_complete(llhttp_t *p) {
     http_conn_t *c = conn_of(p);
+    if (c->phase == HTTP_PHASE_BODY) {
+        c->header_field_open = false;
+        return 0;
+    }
     if (append_nul(c) != 0)
         return -1;
     c->parsing->nheaders++;
@@ -188,6 +210,7 @@ static int on_headers_complete(llhttp_t *p) {
     }
     c->phase = HTTP_PHASE_BODY;
     c->phase_us = c->now_us;
+    c->trailer_bytes = 0;
     return 0;
 }
 
@@ -270,10 +293,21 @@ static void serialize(http_conn_t *c, http_request_t *req) {
     bool last = c->closing && req->next == NULL && !c->parsing;
     bool has_body = resp->status >= 200 && resp->status != 204 && resp->status != 304;
     buf_t *o = &c->out;
-    buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", resp->status, http_status_reason(resp->status), http_date());
+    /* Plain appends: this runs once per answer and printf costs show. */
+    char status[4] = {(char)('0' + resp->status / 100 % 10), (char)('0' + resp->status / 10 % 10),
+                      (char)('0' + resp->status % 10), ' '};
+    buf_append(o, "HTTP/1.1 ", 9);
+    buf_append(o, status, 4);
+    buf_append_str(o, http_status_reason(resp->status));
+    buf_append(o, "\r\nDate: ", 8);
+    buf_append_str(o, http_date());
+    buf_append(o, "\r\n", 2);
     if (has_body) {
-        if (resp->content_type)
-            buf_printf(o, "Content-Type: %s\r\n", resp->content_type);
+        if (resp->content_type) {
+            buf_append(o, "Content-Type: ", 14);
+            buf_append_str(o, resp->content_type);
+            buf_append(o, "\r\n", 2);
+        }
         buf_printf(o, "Content-Length: %zu\r\n", resp->body.len);
     }
     buf_append(o, resp->headers.data, resp->headers.len);

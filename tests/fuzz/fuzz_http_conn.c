@@ -18,6 +18,12 @@ typedef struct fuzz_state {
 
 static void on_request(http_conn_t *c, http_request_t *req) {
     fuzz_state_t *st = c->owner;
+    /* Read the request as a handler would. */
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (strlen(req->headers[i].name) + strlen(req->headers[i].value) > 512)
+            abort(); /* max_header_bytes bounds both */
+    if (http_request_header(req, "Host") && strlen(req->path) > 512)
+        abort();
     /* Answer at once, or keep the request for later (as a worker job would). */
     if ((st->answer_mode++ % 3) == 0 || st->nheld == MAX_HELD) {
         http_respond_error(req, 404, "Unimplemented");

@@ -171,6 +171,8 @@ static void byte_by_byte_equals_whole(void **state) {
     assert_string_equal(f->seen[0]->path, "/a/b");
     assert_int_equal(f->seen[0]->body.len, 5);
     assert_memory_equal(f->seen[0]->body.data, "abcde", 5);
+    assert_null(http_request_header(f->seen[0], "Trailer")); /* trailers are not kept */
+    assert_string_equal(http_request_header(f->seen[0], "Host"), "h");
     http_respond_empty(f->seen[0], 204);
 }
 
