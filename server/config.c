@@ -231,6 +231,17 @@ static int on_option(void *user, const char *section, const char *name, const ch
     } else if (strcmp(section, "admin") == 0) {
         if (strcmp(name, "listen") == 0)
             return add_listen(st, cfg->admin_listen, &cfg->admin_listen_count, value);
+    } else if (strcmp(section, "hsm") == 0) {
+        if (strcmp(name, "module") == 0)
+            return set_string(&cfg->hsm_module, value);
+        if (strcmp(name, "token_label") == 0) {
+            if (strlen(value) > 32)
+                return failf(st, "token_label: at most 32 characters");
+            return set_string(&cfg->hsm_token_label, value);
+        }
+    } else if (strcmp(section, "store") == 0) {
+        if (strcmp(name, "path") == 0)
+            return set_string(&cfg->store_path, value);
     } else if (strcmp(section, "log") == 0) {
         if (strcmp(name, "level") == 0) {
             if (log_level_parse(value, &cfg->log_level) != 0)
@@ -294,6 +305,10 @@ int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
         snprintf(err, err_len, "%s:%d: tls_listen needs tls_cert and tls_key in [public]", path, st.tls_listen_line);
         st.failed = true;
     }
+    if (!st.failed && (cfg->hsm_module != NULL) != (cfg->hsm_token_label != NULL)) {
+        snprintf(err, err_len, "%s: [hsm] needs both module and token_label", path);
+        st.failed = true;
+    }
     if (!st.failed && cfg->public_listen_count + cfg->tls_listen_count == 0) {
         snprintf(err, err_len, "%s: [public] needs at least one listen or tls_listen address", path);
         st.failed = true;
@@ -309,5 +324,9 @@ void config_free(config_t *cfg) {
     free(cfg->path);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->hsm_module);
+    free(cfg->hsm_token_label);
+    free(cfg->store_path);
     cfg->path = cfg->tls_cert = cfg->tls_key = NULL;
+    cfg->hsm_module = cfg->hsm_token_label = cfg->store_path = NULL;
 }

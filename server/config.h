@@ -41,6 +41,11 @@ typedef struct config {
     /* [admin] */
     listen_addr_t admin_listen[CONFIG_MAX_LISTEN];
     size_t admin_listen_count;
+    /* [hsm] (optional: without it skd serves no key routes) */
+    char *hsm_module;
+    char *hsm_token_label;
+    /* [store] */
+    char *store_path;
     /* [log] */
     log_level_t log_level;
     bool access_log;

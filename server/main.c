@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "init.h"
 #include "serve.h"
 
 static void usage(FILE *out) {
@@ -11,6 +12,7 @@ static void usage(FILE *out) {
                  "\n"
                  "Commands:\n"
                  "  serve -c FILE   run the API server with the configuration FILE\n"
+                 "  init -c FILE    create skd's keys on the token (once per token)\n"
                  "\n"
                  "Options:\n"
                  "  -h, --help      show this help (also: skd COMMAND --help)\n"
@@ -75,6 +77,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
     fprintf(stderr, "skd: unknown command \"%s\" (try skd --help)\n", cmd);
     return 2;
 }

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "../common/log.h"
+#include "../keys/keys_service.h"
 #include "config.h"
 
 /* Each connection needs a descriptor: raise the soft limit to the hard one. */
@@ -47,22 +48,28 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
 
     uv_loop_t loop;
     uv_loop_init(&loop);
+    keys_install_secure_json_alloc();
     server_t *server = malloc(sizeof *server);
+    keys_service_t keys = {0};
     int rc = 1;
     if (!server || server_init(server, &loop, &cfg) != 0 || (setup && setup(server, arg) != 0)) {
         log_error("cannot set up the server: out of memory");
+    } else if (cfg.hsm_module && keys_service_init(&keys, server, &cfg) != 0) {
+        log_error("cannot start without the HSM");
     } else if (server_start(server) == 0) {
         log_info("skd %s ready: %u worker threads, at most %zu connections", SKD_VERSION, cfg.worker_threads,
                  cfg.max_connections);
+        if (cfg.hsm_module)
+            log_info("waiting for the HSM PIN on the admin listener (PUT /hsm-pin)");
         uv_run(&loop, UV_RUN_DEFAULT);
-        rc = 0;
+        rc = server->exit_code;
         if (server->metrics.worker_queue_depth > 0) {
             /* The shutdown deadline passed with jobs still running on worker
              * threads; they cannot be cancelled, so leave without them. */
             log_warn("exiting with %llu worker job(s) still running",
                      (unsigned long long)server->metrics.worker_queue_depth);
             log_flush();
-            _exit(0);
+            _exit(rc);
         }
     }
     /* After a failed start some handles are open: close them and let them finish. */
@@ -70,6 +77,7 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         log_error("event loop closed with handles still open");
+    keys_service_free(&keys);
     if (server)
         server_free(server);
     free(server);

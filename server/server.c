@@ -146,6 +146,11 @@ void server_stop(server_t *s) {
     uv_timer_start(&s->shutdown_timer, on_shutdown_deadline, s->cfg->shutdown_timeout_ms, 0);
 }
 
+void server_fail(server_t *s) {
+    s->exit_code = 1;
+    server_stop(s);
+}
+
 /* ---- TLS reload off the loop ---- */
 
 typedef struct tls_reload {

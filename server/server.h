@@ -49,6 +49,7 @@ typedef struct server {
     server_health_fn health;
     void *health_ctx;
     bool stopping;
+    int exit_code; /* set by server_fail() */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer;
     uv_check_t log_flush; /* writes access lines once per loop iteration */
@@ -62,6 +63,9 @@ int server_init(server_t *s, uv_loop_t *loop, const config_t *cfg);
 int server_start(server_t *s);
 /* Starts a graceful shutdown (as SIGTERM does). */
 void server_stop(server_t *s);
+/* Stops because skd cannot work safely (e.g. a key missing on the token):
+ * graceful shutdown, then exit code 1. */
+void server_fail(server_t *s);
 /* Reloads the TLS certificate and key from the configured files off the loop;
  * new handshakes use them, open connections keep theirs. */
 void server_reload_tls(server_t *s);
