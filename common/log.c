@@ -102,12 +102,43 @@ void log_msg(log_level_t level, const char *fmt, ...) {
     pthread_mutex_unlock(&log_lock);
 }
 
-void log_access(const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = format_line(line, sizeof line - 1, "ACCESS", fmt, ap);
-    va_end(ap);
+/* Appends the decimal digits of v at p; returns the end. */
+static char *put_uint(char *p, unsigned long long v) {
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = digits[--n];
+    return p;
+}
+
+static char *put_str(char *p, const char *s, size_t max) {
+    size_t n = strnlen(s, max);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+void log_access(const char *peer, const char *method, const char *path, int status, size_t bytes,
+                unsigned long long duration_us) {
+    char line[512];
+    char *p = line + format_time(line, 40);
+    p = put_str(p, " ACCESS ", 8);
+    p = put_str(p, peer, 64);
+    *p++ = ' ';
+    p = put_str(p, method, 32);
+    *p++ = ' ';
+    p = put_str(p, path, 256);
+    *p++ = ' ';
+    p = put_uint(p, (unsigned)status);
+    *p++ = ' ';
+    p = put_uint(p, bytes);
+    *p++ = ' ';
+    p = put_uint(p, duration_us);
+    p = put_str(p, "us\n", 3);
+    size_t n = (size_t)(p - line);
     pthread_mutex_lock(&log_lock);
     if (access_len + n > sizeof access_buf)
         flush_locked();

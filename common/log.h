@@ -1,14 +1,16 @@
 /* log: leveled operational log lines and buffered access lines, on stderr.
  *
  * Each line: "2026-11-22T14:33:16.123Z LEVEL message". Operational lines are
- * written at once; access lines are collected and written in batches by
- * log_flush() (the server calls it once per loop iteration), so that a busy
- * server makes one write per batch instead of one per request.
+ * written at once; access lines are collected in a 64 KiB buffer and written
+ * when it fills, before any operational line, and by log_flush() (the server
+ * calls it every second), so that a busy server makes one write per buffer
+ * instead of one per request.
  * Never pass secrets or request bodies to these functions. */
 #ifndef SKD_LOG_H
 #define SKD_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum log_level {
     LOG_ERROR = 0,
@@ -32,8 +34,11 @@ void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(prin
             log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
     } while (0)
 
-/* Appends one access line (buffered). */
-void log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Appends one access line (buffered):
+ * "TIME ACCESS peer method path status bytes durationus". Formatted by hand:
+ * it runs once per request. path must be printable already. */
+void log_access(const char *peer, const char *method, const char *path, int status, size_t bytes,
+                unsigned long long duration_us);
 /* Writes buffered access lines. */
 void log_flush(void);
 

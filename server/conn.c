@@ -52,7 +52,7 @@ static void on_response(http_conn_t *hc, const http_request_t *req, int status, 
     char path[256];
     printable(path, sizeof path, req->path);
     const char *method = req->path ? llhttp_method_name((llhttp_method_t)req->method) : "-";
-    log_access("%s %s %s %d %zu %lluus", c->peer, method, path, status, bytes, (unsigned long long)duration);
+    log_access(c->peer, method, path, status, bytes, duration);
 }
 
 static void on_output(http_conn_t *hc) {

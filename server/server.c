@@ -214,7 +214,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     server_stop(s);
 }
 
-static void on_check(uv_check_t *h) {
+static void on_log_flush(uv_timer_t *h) {
     (void)h;
     log_flush();
 }
@@ -292,8 +292,9 @@ int server_start(server_t *s) {
         sigs[i]->data = s;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
-    uv_check_init(s->loop, &s->log_flush);
-    uv_check_start(&s->log_flush, on_check);
+    uv_timer_init(s->loop, &s->log_flush);
+    uv_timer_start(&s->log_flush, on_log_flush, 1000, 1000);
+    uv_unref((uv_handle_t *)&s->log_flush);
     return 0;
 }
 

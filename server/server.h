@@ -52,7 +52,7 @@ typedef struct server {
     int exit_code; /* set by server_fail() */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer;
-    uv_check_t log_flush; /* writes access lines once per loop iteration */
+    uv_timer_t log_flush; /* writes buffered access lines every second */
     char read_buf[64 * 1024]; /* every read lands here and is consumed at once */
 } server_t;
 
