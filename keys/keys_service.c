@@ -151,6 +151,14 @@ int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg) {
     memset(ks, 0, sizeof *ks);
     ks->server = s;
     char err[512];
+    if (!cfg->store_path) {
+        log_error("%s: [hsm] needs [store] path (tenants and their keys live there)", cfg->path);
+        return -1;
+    }
+    if (!(ks->store = store_open_sqlite(cfg->store_path, err, sizeof err))) {
+        log_error("store: %s", err);
+        return -1;
+    }
     if (hsm_open(&ks->hsm, cfg->hsm_module, cfg->hsm_token_label, err, sizeof err) != HSM_OK) {
         log_error("%s", err);
         return -1;
@@ -168,7 +176,8 @@ int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg) {
     s->health_ctx = ks;
     if (router_add(&s->admin_router, HTTP_PUT, "/hsm-pin", handle_hsm_pin, ks) != 0 ||
         router_add(&s->admin_router, HTTP_PUT, "/client-key", handle_client_key, ks) != 0 ||
-        router_add(&s->public_router, HTTP_GET, "/v1/public-signing-key", handle_public_key, ks) != 0)
+        router_add(&s->public_router, HTTP_GET, "/v1/public-signing-key", handle_public_key, ks) != 0 ||
+        keys_api_add_routes(ks) != 0)
         return -1;
     return 0;
 }
@@ -181,5 +190,7 @@ void keys_service_free(keys_service_t *ks) {
     }
     free(ks->public_key_json);
     hsm_close(ks->hsm);
+    if (ks->store)
+        store_close(ks->store);
     memset(ks, 0, sizeof *ks);
 }

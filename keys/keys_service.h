@@ -13,12 +13,14 @@
 
 #include "../hsm/hsm.h"
 #include "../server/server.h"
+#include "../store/store.h"
 
 #define KEYS_SECRET_MAX 8192 /* locked bytes for the PIN and the client key */
 
 typedef struct keys_service {
     server_t *server;
     hsm_t *hsm;
+    store_t *store;
     bool ready;     /* logged in, keys loaded */
     bool logging_in;
     char *locked;   /* KEYS_SECRET_MAX bytes, mlock()ed: PIN, then client key */
@@ -29,6 +31,8 @@ typedef struct keys_service {
 
 /* Opens the token of cfg's [hsm] section and adds the routes. */
 int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg);
+/* Adds the key-release routes (keys_api.c). */
+int keys_api_add_routes(keys_service_t *ks);
 /* Zeroes the secrets and closes the token (after the loop has stopped). */
 void keys_service_free(keys_service_t *ks);
 

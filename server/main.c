@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_cli.h"
 #include "init.h"
 #include "serve.h"
 
@@ -13,6 +14,8 @@ static void usage(FILE *out) {
                  "Commands:\n"
                  "  serve -c FILE   run the API server with the configuration FILE\n"
                  "  init -c FILE    create skd's keys on the token (once per token)\n"
+                 "  tenant add ...  register a tenant (skd tenant add --help)\n"
+                 "  instance add ...  register an instance (skd instance add --help)\n"
                  "\n"
                  "Options:\n"
                  "  -h, --help      show this help (also: skd COMMAND --help)\n"
@@ -79,6 +82,10 @@ int main(int argc, char **argv) {
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "init") == 0)
         return cmd_init(argc - 1, argv + 1);
+    if (strcmp(cmd, "tenant") == 0)
+        return cmd_tenant(argc - 1, argv + 1);
+    if (strcmp(cmd, "instance") == 0)
+        return cmd_instance(argc - 1, argv + 1);
     fprintf(stderr, "skd: unknown command \"%s\" (try skd --help)\n", cmd);
     return 2;
 }
