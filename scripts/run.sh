@@ -7,8 +7,16 @@ BUILD=${1:-build}
 VAR=${SKD_VAR:-var}
 PUBLIC=127.0.0.1:8080
 ADMIN=127.0.0.1:8081
+TENANT=vpc-0123456789abcdef0
+# The demo token's PIN. A real deployment types its PIN into the admin API
+# (PUT /hsm-pin); skd never reads it from a file.
+DEMO_PIN=1234
+SKD="$BUILD/skd"
 
 mkdir -p "$VAR"
+VAR_ABS=$(cd "$VAR" && pwd)
+export SOFTHSM2_CONF="$VAR_ABS/softhsm/softhsm2.conf"
+
 if [ ! -f "$VAR/skd.conf" ]; then
     cat > "$VAR/skd.conf" <<CONF
 ; Demo configuration written by scripts/run.sh; every option: skd.conf.example.
@@ -18,6 +26,13 @@ listen = $PUBLIC
 [admin]
 listen = $ADMIN
 
+[hsm]
+module = /usr/lib/softhsm/libsofthsm2.so
+token_label = skd
+
+[store]
+path = $VAR_ABS/skd.db
+
 [log]
 level = info
 access_log = true
@@ -25,13 +40,34 @@ CONF
     echo "run: created $VAR/skd.conf"
 fi
 
-"$BUILD/skd" serve -c "$VAR/skd.conf" &
+# A SoftHSM token of our own under ./var, with skd's keys made by skd init.
+if [ ! -f "$SOFTHSM2_CONF" ]; then
+    mkdir -p "$VAR/softhsm/tokens"
+    printf 'directories.tokendir = %s/softhsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$VAR_ABS" > "$SOFTHSM2_CONF"
+    softhsm2-util --init-token --free --label skd --pin "$DEMO_PIN" --so-pin 87654321 >/dev/null
+    echo "$DEMO_PIN" | "$SKD" init -c "$VAR/skd.conf" --public-key "$VAR/api_public_key.pem"
+fi
+
+# The demo tenant and its two instances.
+if [ ! -f "$VAR/skd.db" ]; then
+    "$SKD" tenant add -c "$VAR/skd.conf" --id $TENANT --account 111122223333 --networks 127.0.0.0/8
+    "$SKD" instance add -c "$VAR/skd.conf" --tenant $TENANT --id i-0123456789abcdef0 --ip 127.0.0.1
+    "$SKD" instance add -c "$VAR/skd.conf" --tenant $TENANT --id i-0fedcba9876543210 --ip 127.0.0.2
+fi
+
+# What /etc/sk/ holds on an instance.
+mkdir -p "$VAR/sk"
+echo "http://$PUBLIC/v1" > "$VAR/sk/api_url"
+cp "$VAR/api_public_key.pem" "$VAR/sk/api_public_key.pem"
+
+"$SKD" serve -c "$VAR/skd.conf" &
 SKD_PID=$!
 trap 'kill -TERM $SKD_PID 2>/dev/null || true' INT TERM
 
-# Wait until the public listener answers (or skd has exited).
+# Wait until the admin listener answers (or skd has exited), then hand it the PIN.
 i=0
-until curl -s -o /dev/null "http://$PUBLIC/healthcheck"; do
+until curl -s -o /dev/null "http://$ADMIN/healthcheck"; do
     if ! kill -0 $SKD_PID 2>/dev/null || [ $i -ge 50 ]; then
         wait $SKD_PID || true
         echo "run: skd did not start (see the lines above)" >&2
@@ -40,17 +76,27 @@ until curl -s -o /dev/null "http://$PUBLIC/healthcheck"; do
     i=$((i + 1))
     sleep 0.1
 done
+printf '{"pin":"%s"}' "$DEMO_PIN" | curl -s -f -o /dev/null -X PUT --data-binary @- "http://$ADMIN/hsm-pin" ||
+    { echo "run: the HSM PIN was refused" >&2; kill -TERM $SKD_PID; wait $SKD_PID || true; exit 1; }
 
 cat <<INFO
 
 skd is running (pid $SKD_PID), state in ./$VAR/
-  public API   http://$PUBLIC
-  admin API    http://$ADMIN   (loopback only)
+  public API   http://$PUBLIC        key release: /v1/encryption/{InstanceId}/...
+  admin API    http://$ADMIN        loopback only: /metrics, /hsm-pin
+  HSM          SoftHSM token "skd" in ./$VAR/softhsm (SOFTHSM2_CONF=$SOFTHSM2_CONF)
+  tenant       $TENANT (127.0.0.0/8): i-0123456789abcdef0 at 127.0.0.1,
+               i-0fedcba9876543210 at 127.0.0.2
+  signing key  ./$VAR/api_public_key.pem
 
 Try:
   curl -i http://$PUBLIC/healthcheck
+  curl -s http://$PUBLIC/v1/public-signing-key
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out /tmp/rsa.pem
+  curl -s -X POST http://$PUBLIC/v1/encryption/i-0123456789abcdef0/generate-secret \\
+    -d "{\\"rsa_wrapping_key\\":\\"\$(openssl pkey -in /tmp/rsa.pem -pubout -outform DER | base64 -w0)\\",
+         \\"volume_uuid\\":\\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\\"}"
   curl -s http://$ADMIN/metrics | head -20
-  curl -i http://$PUBLIC/v1/nope
 
 Ctrl-C stops it.
 INFO
