@@ -44,7 +44,9 @@ typedef struct keys_job {
     keys_service_t *ks;
     keys_call_t call;
     char instance_id[STORE_INSTANCE_ID_SIZE];
-    char peer_ip[STORE_IP_SIZE];
+    char peer_ip[STORE_IP_SIZE];  /* the client's address, from the transport */
+    char vpc_hint[STORE_TENANT_ID_SIZE]; /* x-amzn-vpc-id from a trusted proxy */
+    char vpce_id[64];              /* VPC endpoint from a PROXY v2 header */
     buf_t body; /* a copy of the request body, zeroed when freed */
     /* results */
     int status;
@@ -88,8 +90,19 @@ static bool valid_uuid(const char *s) {
 
 /* ---- step 1: who is calling ---- */
 
-/* The tenant whose networks hold the peer, the most specific match winning;
- * NULL if none (or two equally specific, which is a configuration error). */
+/* Whether tenant t may be the caller's, given what the transport said. */
+static bool tenant_candidate(const keys_job_t *job, const store_tenant_t *t) {
+    if (job->vpc_hint[0] && strcmp(t->id, job->vpc_hint) != 0)
+        return false;
+    if (job->vpce_id[0] && !store_endpoints_contain(t->endpoints, job->vpce_id))
+        return false;
+    return true;
+}
+
+/* The tenant whose networks hold the client, the most specific match
+ * winning, among those the transport allows (VPC id from a trusted proxy,
+ * VPC endpoint from a load balancer); none if two match equally (a
+ * configuration error). */
 static int find_tenant(keys_job_t *job) {
     store_tenant_t *list = NULL;
     size_t n = 0;
@@ -104,13 +117,15 @@ static int find_tenant(keys_job_t *job) {
     long best = -1, best_prefix = -1;
     bool tie = false;
     for (size_t i = 0; i < n; i++) {
-        store_network_t nets[STORE_NETWORKS_MAX];
+        cidr_t nets[STORE_NETWORKS_MAX];
         size_t nnets = 0;
         char err[128];
-        if (store_parse_networks(list[i].networks, nets, STORE_NETWORKS_MAX, &nnets, err, sizeof err) != 0)
+        if (!tenant_candidate(job, &list[i]))
+            continue;
+        if (cidr_parse_list(list[i].networks, nets, STORE_NETWORKS_MAX, &nnets, err, sizeof err) != 0)
             continue;
         for (size_t k = 0; k < nnets; k++) {
-            if (!store_network_contains(&nets[k], family, addr))
+            if (!cidr_contains(&nets[k], family, addr))
                 continue;
             if ((long)nets[k].prefix > best_prefix) {
                 best = (long)i, best_prefix = (long)nets[k].prefix, tie = false;
@@ -311,7 +326,7 @@ static void keys_work(void *arg) {
             fail(job, 403, "Forbidden");
         log_warn("security: %s from %s for instance %s refused: %s", call_names[job->call], job->peer_ip,
                  job->instance_id, rc < 0 ? "store failure" : job->tenant.id[0] ? "instance not registered at this address"
-                                                                            : "no tenant network holds the address");
+                                                                            : "no tenant matches the address (and VPC or endpoint)");
         return;
     }
     job->authenticated = true;
@@ -350,6 +365,51 @@ static void keys_done(int status, http_request_t *req, void *arg) {
     free(job);
 }
 
+static int addr_text(const struct sockaddr_storage *a, char *out, size_t len) {
+    const void *addr = a->ss_family == AF_INET ? (const void *)&((const struct sockaddr_in *)a)->sin_addr
+                                               : (const void *)&((const struct sockaddr_in6 *)a)->sin6_addr;
+    char text[64];
+    if ((a->ss_family != AF_INET && a->ss_family != AF_INET6) || !inet_ntop(a->ss_family, addr, text, sizeof text))
+        return -1;
+    return ip_normalize(text, out, len);
+}
+
+/* The caller's address and tenant hints come from the transport only: the
+ * socket, a PROXY v2 header from a configured load balancer (conn.c), or
+ * the forwarding headers of a configured trusted proxy. Never the body. */
+static int caller_from_transport(keys_service_t *ks, http_request_t *req, keys_job_t *job) {
+    const conn_t *c = req->conn->owner;
+    const config_t *cfg = ks->server->cfg;
+    if (addr_text(&c->client_addr, job->peer_ip, sizeof job->peer_ip) != 0)
+        return -1;
+    snprintf(job->vpce_id, sizeof job->vpce_id, "%s", c->vpce_id);
+    char peer[STORE_IP_SIZE];
+    unsigned char raw[16];
+    if (!cfg->trusted_proxies_count || addr_text(&c->peer_addr, peer, sizeof peer) != 0)
+        return 0;
+    int family = strchr(peer, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(family, peer, raw) != 1 ||
+        !cidr_list_contains(cfg->trusted_proxies, cfg->trusted_proxies_count, family, raw))
+        return 0; /* not a trusted proxy: its headers mean nothing */
+    const char *xff = http_request_header(req, "X-Forwarded-For");
+    if (xff) {
+        /* The last address is the one the trusted proxy saw connecting. */
+        const char *last = strrchr(xff, ',');
+        last = last ? last + 1 : xff;
+        while (*last == ' ')
+            last++;
+        if (ip_normalize(last, job->peer_ip, sizeof job->peer_ip) != 0)
+            return -1;
+    }
+    const char *vpc = http_request_header(req, "x-amzn-vpc-id");
+    if (vpc) {
+        if (!store_valid_tenant_id(vpc))
+            return -1;
+        snprintf(job->vpc_hint, sizeof job->vpc_hint, "%s", vpc);
+    }
+    return 0;
+}
+
 static void handle(http_request_t *req, keys_service_t *ks, keys_call_t call) {
     if (!ks->ready) {
         http_respond_error(req, 500, "Unhealthy");
@@ -368,14 +428,7 @@ static void handle(http_request_t *req, keys_service_t *ks, keys_call_t call) {
     job->ks = ks;
     job->call = call;
     snprintf(job->instance_id, sizeof job->instance_id, "%s", instance);
-    /* The caller's address comes from the transport only. */
-    const conn_t *c = req->conn->owner;
-    char text[64] = "";
-    if (c->peer_addr.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer_addr)->sin_addr, text, sizeof text);
-    else if (c->peer_addr.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&c->peer_addr)->sin6_addr, text, sizeof text);
-    if (store_normalize_ip(text, job->peer_ip, sizeof job->peer_ip) != 0) {
+    if (caller_from_transport(ks, req, job) != 0) {
         free(job);
         http_respond_error(req, 403, "Forbidden");
         return;

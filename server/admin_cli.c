@@ -12,6 +12,7 @@
 static void usage_tenant(FILE *out) {
     fprintf(out, "Usage: skd tenant add -c FILE --id vpc-ID --account ACCOUNT --networks CIDR[,CIDR...]\n"
                  "                      [--verifier registry|identity-document] [--audit-dir DIR]\n"
+                 "                      [--endpoints vpce-ID[,vpce-ID...]]\n"
                  "\n"
                  "Registers a tenant: callers from its networks belong to it.\n");
 }
@@ -59,14 +60,14 @@ static int tenant_add(int argc, char **argv) {
         {"config", required_argument, NULL, 'c'},   {"id", required_argument, NULL, 'i'},
         {"account", required_argument, NULL, 'a'},  {"networks", required_argument, NULL, 'n'},
         {"verifier", required_argument, NULL, 'v'}, {"audit-dir", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},           {0},
+        {"endpoints", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'}, {0},
     };
     const char *config = NULL, *verifier = "registry";
     store_tenant_t t = {0};
     const char *id = NULL, *account = NULL;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:i:a:n:v:d:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:i:a:n:v:d:e:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': config = optarg; break;
         case 'i': id = optarg; break;
@@ -74,6 +75,7 @@ static int tenant_add(int argc, char **argv) {
         case 'n': t.networks = optarg; break;
         case 'v': verifier = optarg; break;
         case 'd': t.audit_dir = optarg; break;
+        case 'e': t.endpoints = optarg; break;
         case 'h': usage_tenant(stdout); return 0;
         default: usage_tenant(stderr); return 2;
         }
@@ -125,7 +127,7 @@ static int instance_add(int argc, char **argv) {
     }
     char norm[STORE_IP_SIZE];
     if (!store_valid_tenant_id(tenant) || !store_valid_instance_id(id) ||
-        store_normalize_ip(ip, norm, sizeof norm) != 0) {
+        ip_normalize(ip, norm, sizeof norm) != 0) {
         fprintf(stderr, "skd instance add: want --tenant vpc-..., --id i- and 8 or 17 lowercase hex digits, "
                         "--ip an IPv4 or IPv6 address\n");
         return 2;

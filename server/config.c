@@ -160,6 +160,13 @@ static int set_string(char **slot, const char *value) {
     return *slot != NULL;
 }
 
+static int set_networks(parse_state_t *st, const char *name, const char *value, cidr_t *out, size_t *n) {
+    char err[160];
+    if (cidr_parse_list(value, out, CONFIG_MAX_NETS, n, err, sizeof err) != 0)
+        return failf(st, "%s: %s", name, err);
+    return 1;
+}
+
 /* A numeric option: its section, name, bounds and where it goes. */
 typedef struct num_option {
     const char *section;
@@ -224,6 +231,10 @@ static int on_option(void *user, const char *section, const char *name, const ch
                 st->tls_listen_line = st->line;
             return add_listen(st, cfg->tls_listen, &cfg->tls_listen_count, value);
         }
+        if (strcmp(name, "proxy_protocol_from") == 0)
+            return set_networks(st, name, value, cfg->proxy_protocol_from, &cfg->proxy_protocol_from_count);
+        if (strcmp(name, "trusted_proxies") == 0)
+            return set_networks(st, name, value, cfg->trusted_proxies, &cfg->trusted_proxies_count);
         if (strcmp(name, "tls_cert") == 0)
             return set_string(&cfg->tls_cert, value);
         if (strcmp(name, "tls_key") == 0)

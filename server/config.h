@@ -9,10 +9,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../common/cidr.h"
 #include "../common/log.h"
 #include "http.h"
 
 #define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_NETS 32
 
 typedef struct listen_addr {
     struct sockaddr_storage addr;
@@ -38,6 +40,10 @@ typedef struct config {
     size_t tls_listen_count;
     char *tls_cert;
     char *tls_key;
+    cidr_t proxy_protocol_from[CONFIG_MAX_NETS]; /* peers that must send PROXY v2 */
+    size_t proxy_protocol_from_count;
+    cidr_t trusted_proxies[CONFIG_MAX_NETS]; /* peers whose forwarding headers count */
+    size_t trusted_proxies_count;
     /* [admin] */
     listen_addr_t admin_listen[CONFIG_MAX_LISTEN];
     size_t admin_listen_count;

@@ -6,6 +6,7 @@
 
 #include "../common/log.h"
 #include "../common/net.h"
+#include "proxy_v2.h"
 
 /* How long a closing connection keeps reading (and discarding) after its last
  * answer, so that the client reads the answer instead of a reset. */
@@ -95,6 +96,7 @@ void conn_close(conn_t *c) {
         return;
     c->state = CONN_CLOSING;
     http_conn_free(&c->http); /* requests held by worker jobs are detached */
+    buf_free(&c->proxy_header);
     if (c->is_tls)
         tls_session_free(&c->tls);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -209,6 +211,53 @@ static void feed_plaintext(void *arg, const char *data, size_t len) {
     http_conn_feed(&c->http, data, len, now_us());
 }
 
+/* Hands bytes from the client to TLS or straight to HTTP; false if the
+ * connection was closed. */
+static bool consume(conn_t *c, const char *data, size_t len) {
+    if (!c->is_tls) {
+        http_conn_feed(&c->http, data, len, now_us());
+        return true;
+    }
+    tls_status_t st = tls_session_recv(&c->tls, data, len, feed_plaintext, c);
+    if (!c->handshake_done && SSL_is_init_finished(c->tls.ssl))
+        c->handshake_done = true;
+    if (st == TLS_FAILED) {
+        if (!c->handshake_done)
+            c->server->metrics.tls_handshake_failures++;
+        flush(c); /* the alert, if any */
+        conn_close(c);
+        return false;
+    }
+    if (st == TLS_CLOSED)
+        http_conn_eof(&c->http);
+    return true;
+}
+
+/* Collects the PROXY v2 header a load balancer sends first; the bytes after
+ * it go on as the client's. False if the connection was closed. */
+static bool take_proxy_header(conn_t *c, const char *data, size_t len) {
+    proxy_v2_info_t info;
+    int n = -1;
+    if (buf_append(&c->proxy_header, data, len) == 0)
+        n = proxy_v2_parse((const uint8_t *)c->proxy_header.data, c->proxy_header.len, &info);
+    if (n < 0) {
+        log_warn("%s: no valid PROXY v2 header from a load balancer: closing", c->peer);
+        conn_close(c);
+        return false;
+    }
+    if (n == 0)
+        return true; /* more to come */
+    c->awaiting_proxy = false;
+    if (!info.local)
+        c->client_addr = info.source;
+    snprintf(c->vpce_id, sizeof c->vpce_id, "%s", info.vpce_id);
+    buf_t rest;
+    buf_move(&rest, &c->proxy_header);
+    bool open = (size_t)n == rest.len || consume(c, rest.data + n, rest.len - (size_t)n);
+    buf_free(&rest);
+    return open;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
     conn_t *c = stream->data;
     if (c->state == CONN_LINGERING) {
@@ -216,21 +265,11 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
             conn_close(c); /* the client closed too: done */
         return;            /* discard */
     }
-    if (n > 0 && c->is_tls) {
-        tls_status_t st = tls_session_recv(&c->tls, buf->base, (size_t)n, feed_plaintext, c);
-        if (!c->handshake_done && SSL_is_init_finished(c->tls.ssl))
-            c->handshake_done = true;
-        if (st == TLS_FAILED) {
-            if (!c->handshake_done)
-                c->server->metrics.tls_handshake_failures++;
-            flush(c); /* the alert, if any */
-            conn_close(c);
+    if (n > 0) {
+        bool open = c->awaiting_proxy ? take_proxy_header(c, buf->base, (size_t)n)
+                                      : consume(c, buf->base, (size_t)n);
+        if (!open)
             return;
-        }
-        if (st == TLS_CLOSED)
-            http_conn_eof(&c->http);
-    } else if (n > 0) {
-        http_conn_feed(&c->http, buf->base, (size_t)n, now_us());
     } else if (n == UV_EOF) {
         c->peer_eof = true;
         c->reading = false; /* libuv stops reading at EOF */
@@ -258,6 +297,12 @@ static void set_reading(conn_t *c, bool want) {
 
 static void on_timer(uv_timer_t *t);
 
+/* The PROXY header and the TLS handshake come before any request and are
+ * bounded by the header timeout from the accept on. */
+static bool in_preamble(const conn_t *c) {
+    return c->awaiting_proxy || (c->is_tls && !c->handshake_done);
+}
+
 static uint64_t earliest(uint64_t a, uint64_t b) {
     if (!a)
         return b;
@@ -275,7 +320,7 @@ static void update_timer(conn_t *c) {
         due = http_conn_deadline(&c->http);
         if (c->write_bytes)
             due = earliest(due, c->write_since_us + cfg->write_timeout_ms * 1000);
-        if (c->is_tls && !c->handshake_done)
+        if (in_preamble(c))
             due = earliest(due, c->http.phase_us + cfg->http.header_timeout_ms * 1000);
     }
     /* Deadlines move with every request; re-arming each time costs heap
@@ -317,9 +362,10 @@ static void on_timer(uv_timer_t *t) {
             return;
         }
     }
-    if (c->is_tls && !c->handshake_done && now >= c->http.phase_us + cfg->http.header_timeout_ms * 1000) {
-        log_debug("%s: closing: TLS handshake timeout", c->peer);
-        c->server->metrics.tls_handshake_failures++;
+    if (in_preamble(c) && now >= c->http.phase_us + cfg->http.header_timeout_ms * 1000) {
+        log_debug("%s: closing: %s timeout", c->peer, c->awaiting_proxy ? "PROXY header" : "TLS handshake");
+        if (!c->awaiting_proxy)
+            c->server->metrics.tls_handshake_failures++;
         conn_close(c);
         return;
     }
@@ -407,6 +453,15 @@ int conn_accept(listener_t *l) {
     c->handles_open = 2;
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
+    c->client_addr = c->peer_addr;
+    buf_init(&c->proxy_header, PROXY_V2_MAX);
+    if (l->kind == LISTENER_PUBLIC && s->cfg->proxy_protocol_from_count) {
+        int family = c->peer_addr.ss_family;
+        const void *addr = family == AF_INET ? (const void *)&((struct sockaddr_in *)&c->peer_addr)->sin_addr
+                                             : (const void *)&((struct sockaddr_in6 *)&c->peer_addr)->sin6_addr;
+        c->awaiting_proxy =
+            cidr_list_contains(s->cfg->proxy_protocol_from, s->cfg->proxy_protocol_from_count, family, addr);
+    }
     http_conn_init(&c->http, &s->cfg->http, &http_ops, c, now_us());
     c->next = s->conns;
     if (s->conns)

@@ -35,8 +35,14 @@ typedef struct conn {
     size_t write_queue_seen; /* libuv's queue size at the last progress */
     uint64_t linger_until_us;
     uint64_t timer_due_us;   /* when the timer is set to fire, 0 if stopped */
-    struct sockaddr_storage peer_addr;
+    struct sockaddr_storage peer_addr; /* the immediate peer */
     char peer[64]; /* "127.0.0.1:40000" or "[::1]:40000" */
+    /* The client: the peer, or what a PROXY v2 header from a configured load
+     * balancer says, with the VPC endpoint it came through ("" if none). */
+    struct sockaddr_storage client_addr;
+    char vpce_id[64];
+    bool awaiting_proxy; /* the PROXY v2 header has not arrived whole yet */
+    buf_t proxy_header;
 } conn_t;
 
 /* Accepts a pending connection from l; returns 0 or a libuv error. */

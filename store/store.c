@@ -28,6 +28,7 @@ void store_close(store_t *s) {
 
 void store_tenant_clear(store_tenant_t *t) {
     free(t->networks);
+    free(t->endpoints);
     free(t->audit_dir);
     free(t->ekt);
     memset(t, 0, sizeof *t);
@@ -69,16 +70,18 @@ static int check_tenant(const store_tenant_t *t, char *networks, size_t networks
         return store_fail(-1, "invalid instance verifier");
     if (t->audit_dir && !store_valid_audit_dir(t->audit_dir))
         return store_fail(-1, "invalid audit directory");
+    if (t->endpoints && !store_valid_endpoints(t->endpoints))
+        return store_fail(-1, "invalid endpoints (vpce- and 8 or 17 lowercase hex digits, comma-separated)");
     if (check_ekt(t->ekt, t->ekt_len) != 0)
         return -1;
     if (t->networks == NULL)
         return store_fail(-1, "invalid networks: none given");
-    store_network_t nets[STORE_NETWORKS_MAX];
+    cidr_t nets[STORE_NETWORKS_MAX];
     size_t n;
     char err[160];
-    if (store_parse_networks(t->networks, nets, STORE_NETWORKS_MAX, &n, err, sizeof err) != 0)
+    if (cidr_parse_list(t->networks, nets, STORE_NETWORKS_MAX, &n, err, sizeof err) != 0)
         return store_fail(-1, "invalid networks: %s", err);
-    if (store_format_networks(nets, n, networks, networks_len) != 0)
+    if (cidr_format_list(nets, n, networks, networks_len) != 0)
         return store_fail(-1, "invalid networks: too long");
     return 0;
 }
@@ -120,7 +123,7 @@ int store_instance_add(store_t *s, const char *tenant_id, const char *instance_i
     if (check_tenant_id(tenant_id) != 0 || check_instance_id(instance_id) != 0)
         return -1;
     char norm[STORE_IP_SIZE];
-    if (ip == NULL || store_normalize_ip(ip, norm, sizeof norm) != 0)
+    if (ip == NULL || ip_normalize(ip, norm, sizeof norm) != 0)
         return store_fail(-1, "invalid IP address");
     return s->ops->instance_add(s, tenant_id, instance_id, norm, (int64_t)time(NULL));
 }

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/cidr.h"
+
 #define STORE_NOT_FOUND 1
 #define STORE_EXISTS 2
 
@@ -51,6 +53,7 @@ typedef struct store_tenant {
     store_verifier_t verifier;
     char *networks;     /* "10.0.0.0/8,fd00::/8": canonical when read back */
     char *audit_dir;    /* NULL: none registered */
+    char *endpoints;    /* "vpce-...,vpce-..." its callers come through; NULL: none */
     uint8_t *ekt;       /* the wrapped CMK; NULL: none yet */
     size_t ekt_len;
     int64_t created_at; /* Unix seconds; set by store_tenant_add, input ignored */
@@ -84,7 +87,7 @@ void store_tenant_clear(store_tenant_t *t);
 int store_tenant_set_ekt_if_absent(store_t *s, const char *tenant_id, const uint8_t *ekt,
                                    size_t len);
 
-/* ip is normalized (store_normalize_ip). STORE_EXISTS if the instance is
+/* ip is normalized (ip_normalize). STORE_EXISTS if the instance is
  * already registered for the tenant; STORE_NOT_FOUND if no such tenant. */
 int store_instance_add(store_t *s, const char *tenant_id, const char *instance_id,
                        const char *ip);
@@ -106,30 +109,11 @@ int store_verifier_parse(const char *s, store_verifier_t *out);
 /* The text form; NULL for a value out of range. */
 const char *store_verifier_name(store_verifier_t v);
 
-/* Networks and addresses (store_net.c). */
-typedef struct store_network {
-    int family;       /* AF_INET or AF_INET6 */
-    uint8_t addr[16]; /* network address, host bits zero; AF_INET uses 4 bytes */
-    unsigned prefix;  /* 0..32 or 0..128 */
-} store_network_t;
-
-/* Parses one or more CIDRs separated by commas, spaces around them allowed:
- * "10.0.0.0/8, fd00::/8". Each needs its prefix length and no host bits set.
- * At most max entries (STORE_NETWORKS_MAX for a tenant). 0, or -1 with the
- * reason in err. */
-int store_parse_networks(const char *text, store_network_t *out, size_t max, size_t *n, char *err,
-                         size_t err_len);
-/* store_parse_networks with a tenant's limits, for yes/no checks. */
+/* cidr_parse_list() with a tenant's limits, for yes/no checks. */
 bool store_valid_networks(const char *text);
-/* Canonical text: "10.0.0.0/8,fd00::/8". 0, or -1 if out is too small. */
-int store_format_networks(const store_network_t *nets, size_t n, char *out, size_t out_len);
-/* Whether addr (4 or 16 bytes in network order, per family) lies in net.
- * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) matches IPv4 networks, as
- * dual-stack sockets report IPv4 peers that way. */
-bool store_network_contains(const store_network_t *net, int family, const void *addr);
-/* Canonical text of an IPv4 or IPv6 address (inet_ntop form; an
- * IPv4-mapped IPv6 address becomes plain IPv4). 0, or -1 if in is not an
- * address or out is too small (STORE_IP_SIZE is enough). */
-int store_normalize_ip(const char *in, char *out, size_t out_len);
+/* "vpce-" + 8 or 17 lowercase hex, comma-separated, at most 16; NULL is fine. */
+bool store_valid_endpoints(const char *s);
+/* Whether the comma-separated list holds id. */
+bool store_endpoints_contain(const char *list, const char *id);
 
 #endif

@@ -53,6 +53,8 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  PRIMARY KEY (tenant_id, instance_id)"
     ") STRICT, WITHOUT ROWID;",
+    /* 2: the VPC endpoints (PrivateLink) a tenant's callers come through */
+    "ALTER TABLE tenants ADD COLUMN endpoints TEXT;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -68,11 +70,11 @@ enum {
     ST_COUNT
 };
 
-#define TENANT_COLUMNS "id, account_id, networks, verifier, audit_dir, ekt, created_at"
+#define TENANT_COLUMNS "id, account_id, networks, verifier, audit_dir, ekt, created_at, endpoints"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_TENANT_ADD] =
-        "INSERT INTO tenants (" TENANT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO tenants (" TENANT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_TENANT_GET] = "SELECT " TENANT_COLUMNS " FROM tenants WHERE id = ?1",
     [ST_TENANT_LIST] = "SELECT " TENANT_COLUMNS " FROM tenants ORDER BY id",
     [ST_TENANT_EXISTS] = "SELECT 1 FROM tenants WHERE id = ?1",
@@ -286,7 +288,7 @@ static int read_tenant(sqlite3_stmt *st, store_tenant_t *t) {
         copy_text(t->account_id, sizeof t->account_id, st, 1) != 0 ||
         store_verifier_parse((const char *)verifier, &t->verifier) != 0 ||
         dup_text(&t->networks, st, 2) != 0 || t->networks == NULL ||
-        dup_text(&t->audit_dir, st, 4) != 0)
+        dup_text(&t->audit_dir, st, 4) != 0 || dup_text(&t->endpoints, st, 7) != 0)
         goto fail;
     if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
         int len = sqlite3_column_bytes(st, 5);
@@ -320,6 +322,8 @@ static int sq_tenant_add(store_t *base, const store_tenant_t *t) {
     if (t->ekt)
         sqlite3_bind_blob(st, 6, t->ekt, (int)t->ekt_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, t->created_at);
+    if (t->endpoints)
+        sqlite3_bind_text(st, 8, t->endpoints, -1, SQLITE_STATIC);
     int rc = step_write(s, st);
     if (rc == SQLITE_DONE)
         return finish(s, c, st, 0);

@@ -74,3 +74,46 @@ const char *store_verifier_name(store_verifier_t v) {
         return NULL;
     return verifier_names[v];
 }
+
+bool store_valid_networks(const char *text) {
+    cidr_t nets[STORE_NETWORKS_MAX];
+    size_t n;
+    char err[128];
+    return cidr_parse_list(text, nets, STORE_NETWORKS_MAX, &n, err, sizeof err) == 0;
+}
+
+static bool valid_endpoint(const char *s, size_t len) {
+    if (len != 13 && len != 22)
+        return false;
+    if (strncmp(s, "vpce-", 5) != 0)
+        return false;
+    for (size_t i = 5; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+bool store_valid_endpoints(const char *s) {
+    if (s == NULL)
+        return true;
+    size_t count = 0;
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        if (!valid_endpoint(s, len) || ++count > 16)
+            return false;
+        if (s[len] == '\0')
+            return true;
+        s += len + 1;
+    }
+}
+
+bool store_endpoints_contain(const char *list, const char *id) {
+    size_t id_len = strlen(id);
+    while (list && *list) {
+        size_t len = strcspn(list, ",");
+        if (len == id_len && strncmp(list, id, len) == 0)
+            return true;
+        list += len + (list[len] == ',');
+    }
+    return false;
+}

@@ -99,7 +99,7 @@ static void open_migrate_reopen(void **state) {
     struct stat sb;
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_int_equal(raw_user_version(f->path, -1), 1);
+    assert_int_equal(raw_user_version(f->path, -1), 2);
 
     char err[256];
     f->s = store_open_sqlite(f->path, err, sizeof err);
@@ -114,6 +114,23 @@ static void open_migrate_reopen(void **state) {
     char ip[STORE_IP_SIZE];
     assert_int_equal(store_instance_get(f->s, T1, I1, ip, sizeof ip), 0);
     assert_string_equal(ip, "127.0.0.1");
+}
+
+static void endpoints_round_trip(void **state) {
+    fixture_t *f = *state;
+    store_tenant_t t = demo_tenant();
+    t.endpoints = "vpce-0123456789abcdef0,vpce-01234567";
+    assert_int_equal(store_tenant_add(f->s, &t), 0);
+    store_tenant_t got;
+    assert_int_equal(store_tenant_get(f->s, T1, &got), 0);
+    assert_string_equal(got.endpoints, "vpce-0123456789abcdef0,vpce-01234567");
+    assert_true(store_endpoints_contain(got.endpoints, "vpce-01234567"));
+    assert_false(store_endpoints_contain(got.endpoints, "vpce-0123456"));
+    store_tenant_clear(&got);
+    assert_false(store_valid_endpoints("vpce-0123"));
+    assert_false(store_valid_endpoints("vpce-01234567,"));
+    assert_false(store_valid_endpoints("vpc-01234567"));
+    assert_true(store_valid_endpoints(NULL));
 }
 
 static void future_version_refused(void **state) {
@@ -290,48 +307,48 @@ static void validators(void **state) {
     assert_int_equal(store_verifier_parse("Registry", &v), -1);
     assert_string_equal(store_verifier_name(STORE_VERIFIER_REGISTRY), "registry");
 
-    store_network_t nets[4];
+    cidr_t nets[4];
     size_t n;
     char err[128], text[256];
-    assert_int_equal(store_parse_networks("0.0.0.0/0,::/0, 2001:db8::/32", nets, 4, &n, err,
+    assert_int_equal(cidr_parse_list("0.0.0.0/0,::/0, 2001:db8::/32", nets, 4, &n, err,
                                           sizeof err),
                      0);
     assert_int_equal(n, 3);
-    assert_int_equal(store_format_networks(nets, n, text, sizeof text), 0);
+    assert_int_equal(cidr_format_list(nets, n, text, sizeof text), 0);
     assert_string_equal(text, "0.0.0.0/0,::/0,2001:db8::/32");
-    assert_int_equal(store_format_networks(nets, n, text, 10), -1);
-    assert_int_equal(store_parse_networks("1.0.0.0/8,2.0.0.0/8,3.0.0.0/8", nets, 2, &n, err,
+    assert_int_equal(cidr_format_list(nets, n, text, 10), -1);
+    assert_int_equal(cidr_parse_list("1.0.0.0/8,2.0.0.0/8,3.0.0.0/8", nets, 2, &n, err,
                                           sizeof err),
                      -1);
     assert_non_null(strstr(err, "more than 2"));
-    assert_int_equal(store_parse_networks("10.0.0.1/8", nets, 4, &n, err, sizeof err), -1);
+    assert_int_equal(cidr_parse_list("10.0.0.1/8", nets, 4, &n, err, sizeof err), -1);
     assert_string_equal(err, "10.0.0.1/8: host bits set");
 
     /* Matching, including IPv4-mapped peers of a dual-stack socket. */
-    assert_int_equal(store_parse_networks("10.1.2.0/23,fd00:ac::/30", nets, 4, &n, err, sizeof err),
+    assert_int_equal(cidr_parse_list("10.1.2.0/23,fd00:ac::/30", nets, 4, &n, err, sizeof err),
                      0);
     uint8_t a4[4], a6[16];
     inet_pton(AF_INET, "10.1.3.255", a4);
-    assert_true(store_network_contains(&nets[0], AF_INET, a4));
+    assert_true(cidr_contains(&nets[0], AF_INET, a4));
     inet_pton(AF_INET, "10.1.4.0", a4);
-    assert_false(store_network_contains(&nets[0], AF_INET, a4));
+    assert_false(cidr_contains(&nets[0], AF_INET, a4));
     inet_pton(AF_INET6, "::ffff:10.1.2.7", a6);
-    assert_true(store_network_contains(&nets[0], AF_INET6, a6));
-    assert_false(store_network_contains(&nets[1], AF_INET6, a6));
+    assert_true(cidr_contains(&nets[0], AF_INET6, a6));
+    assert_false(cidr_contains(&nets[1], AF_INET6, a6));
     inet_pton(AF_INET6, "fd00:af:1::1", a6);
-    assert_true(store_network_contains(&nets[1], AF_INET6, a6));
+    assert_true(cidr_contains(&nets[1], AF_INET6, a6));
     inet_pton(AF_INET6, "fd00:b0::1", a6);
-    assert_false(store_network_contains(&nets[1], AF_INET6, a6));
+    assert_false(cidr_contains(&nets[1], AF_INET6, a6));
 
     char ip[STORE_IP_SIZE];
-    assert_int_equal(store_normalize_ip("2001:DB8:0:0::1", ip, sizeof ip), 0);
+    assert_int_equal(ip_normalize("2001:DB8:0:0::1", ip, sizeof ip), 0);
     assert_string_equal(ip, "2001:db8::1");
-    assert_int_equal(store_normalize_ip("::FFFF:127.0.0.2", ip, sizeof ip), 0);
+    assert_int_equal(ip_normalize("::FFFF:127.0.0.2", ip, sizeof ip), 0);
     assert_string_equal(ip, "127.0.0.2");
-    assert_int_equal(store_normalize_ip("127.0.0.01", ip, sizeof ip), -1);
-    assert_int_equal(store_normalize_ip("fe80::1%eth0", ip, sizeof ip), -1);
-    assert_int_equal(store_normalize_ip("", ip, sizeof ip), -1);
-    assert_int_equal(store_normalize_ip("127.0.0.1", ip, 5), -1);
+    assert_int_equal(ip_normalize("127.0.0.01", ip, sizeof ip), -1);
+    assert_int_equal(ip_normalize("fe80::1%eth0", ip, sizeof ip), -1);
+    assert_int_equal(ip_normalize("", ip, sizeof ip), -1);
+    assert_int_equal(ip_normalize("127.0.0.1", ip, 5), -1);
 }
 
 static void instances(void **state) {
@@ -502,6 +519,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(open_migrate_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(future_version_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(endpoints_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_directory_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(tenants_add_get_list, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_list, setup, teardown),

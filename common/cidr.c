@@ -1,5 +1,4 @@
-/* store_net: tenant networks (CIDR lists) and instance IP addresses. */
-#include "store.h"
+#include "cidr.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -37,7 +36,7 @@ static int parse_prefix(const char *s) {
 
 /* One "ADDRESS/PREFIX" of len bytes, already trimmed. idx numbers it (from 1)
  * in messages; the text itself is quoted only once known to be printable. */
-static int parse_one(const char *text, size_t len, size_t idx, store_network_t *out, char *err,
+static int parse_one(const char *text, size_t len, size_t idx, cidr_t *out, char *err,
                      size_t err_len) {
     char tok[64];
     if (len == 0) {
@@ -89,10 +88,10 @@ static int parse_one(const char *text, size_t len, size_t idx, store_network_t *
     return 0;
 }
 
-int store_parse_networks(const char *text, store_network_t *out, size_t max, size_t *n, char *err,
+int cidr_parse_list(const char *text, cidr_t *out, size_t max, size_t *n, char *err,
                          size_t err_len) {
     *n = 0;
-    if (text == NULL || strnlen(text, STORE_NETWORKS_TEXT_SIZE) >= STORE_NETWORKS_TEXT_SIZE) {
+    if (text == NULL || strnlen(text, CIDR_LIST_TEXT_MAX) >= CIDR_LIST_TEXT_MAX) {
         snprintf(err, err_len, "no networks or too long a list");
         return -1;
     }
@@ -119,14 +118,7 @@ int store_parse_networks(const char *text, store_network_t *out, size_t max, siz
     }
 }
 
-bool store_valid_networks(const char *text) {
-    store_network_t nets[STORE_NETWORKS_MAX];
-    size_t n;
-    char err[128];
-    return store_parse_networks(text, nets, STORE_NETWORKS_MAX, &n, err, sizeof err) == 0;
-}
-
-int store_format_networks(const store_network_t *nets, size_t n, char *out, size_t out_len) {
+int cidr_format_list(const cidr_t *nets, size_t n, char *out, size_t out_len) {
     size_t used = 0;
     if (out_len == 0)
         return -1;
@@ -143,7 +135,7 @@ int store_format_networks(const store_network_t *nets, size_t n, char *out, size
     return 0;
 }
 
-bool store_network_contains(const store_network_t *net, int family, const void *addr) {
+bool cidr_contains(const cidr_t *net, int family, const void *addr) {
     const uint8_t *a = addr;
     if (family == AF_INET6 && net->family == AF_INET && is_v4_mapped(a)) {
         a += 12;
@@ -160,7 +152,7 @@ bool store_network_contains(const store_network_t *net, int family, const void *
     return (a[full] & mask) == net->addr[full];
 }
 
-int store_normalize_ip(const char *in, char *out, size_t out_len) {
+int ip_normalize(const char *in, char *out, size_t out_len) {
     uint8_t a[16];
     const char *r;
     if (in == NULL)
@@ -173,4 +165,11 @@ int store_normalize_ip(const char *in, char *out, size_t out_len) {
     else
         return -1;
     return r ? 0 : -1;
+}
+
+bool cidr_list_contains(const cidr_t *nets, size_t n, int family, const void *addr) {
+    for (size_t i = 0; i < n; i++)
+        if (cidr_contains(&nets[i], family, addr))
+            return true;
+    return false;
 }
