@@ -47,6 +47,8 @@ typedef struct keys_job {
     char peer_ip[STORE_IP_SIZE];  /* the client's address, from the transport */
     char vpc_hint[STORE_TENANT_ID_SIZE]; /* x-amzn-vpc-id from a trusted proxy */
     char vpce_id[64];              /* VPC endpoint from a PROXY v2 header */
+    char *identity_document;       /* the identity-document verifier's headers */
+    char *identity_signature;
     buf_t body; /* a copy of the request body, zeroed when freed */
     /* results */
     int status;
@@ -146,10 +148,21 @@ static int find_tenant(keys_job_t *job) {
     return rc;
 }
 
-/* Returns 0 if the peer is the instance it claims to be. */
-static int verify_instance(keys_job_t *job) {
-    if (job->tenant.verifier != STORE_VERIFIER_REGISTRY)
-        return 1; /* identity documents: not offered yet, so refuse */
+/* Returns 0 if the peer is the instance it claims to be, 1 if not, -1 if
+ * that cannot be known now. */
+static int verify_instance(keys_job_t *job, char *reason, size_t reason_len) {
+    if (job->tenant.verifier == STORE_VERIFIER_IDENTITY_DOCUMENT) {
+        if (!job->ks->identity.signers) {
+            snprintf(reason, reason_len, "tenant wants identity documents but no [identity] signer_certs is set");
+            return 1;
+        }
+        identity_claim_t claim = {job->instance_id, job->peer_ip, job->tenant.account_id};
+        return identity_verify(&job->ks->identity, job->identity_document, job->identity_signature, &claim, reason,
+                               reason_len) == 0
+                   ? 0
+                   : 1;
+    }
+    snprintf(reason, reason_len, "instance not registered at this address");
     char ip[STORE_IP_SIZE];
     int rc = store_instance_get(job->ks->store, job->tenant.id, job->instance_id, ip, sizeof ip);
     if (rc < 0) {
@@ -315,9 +328,10 @@ done:
 static void keys_work(void *arg) {
     keys_job_t *job = arg;
     job->ev.op_start_us = wall_us();
+    char reason[160] = "no tenant matches the address (and VPC or endpoint)";
     int rc = find_tenant(job);
     if (rc == 0)
-        rc = verify_instance(job);
+        rc = verify_instance(job, reason, sizeof reason);
     if (rc != 0) {
         /* Refused before authentication: a security log line, no audit record. */
         if (rc < 0)
@@ -325,8 +339,7 @@ static void keys_work(void *arg) {
         else
             fail(job, 403, "Forbidden");
         log_warn("security: %s from %s for instance %s refused: %s", call_names[job->call], job->peer_ip,
-                 job->instance_id, rc < 0 ? "store failure" : job->tenant.id[0] ? "instance not registered at this address"
-                                                                            : "no tenant matches the address (and VPC or endpoint)");
+                 job->instance_id, rc < 0 ? "store failure" : reason);
         return;
     }
     job->authenticated = true;
@@ -362,6 +375,8 @@ static void keys_done(int status, http_request_t *req, void *arg) {
     free(job->response);
     buf_free_secure(&job->body);
     store_tenant_clear(&job->tenant);
+    free(job->identity_document);
+    free(job->identity_signature);
     free(job);
 }
 
@@ -433,10 +448,17 @@ static void handle(http_request_t *req, keys_service_t *ks, keys_call_t call) {
         http_respond_error(req, 403, "Forbidden");
         return;
     }
+    const char *doc = http_request_header(req, IDENTITY_DOCUMENT_HEADER);
+    const char *sig = http_request_header(req, IDENTITY_SIGNATURE_HEADER);
+    job->identity_document = doc ? strdup(doc) : NULL;
+    job->identity_signature = sig ? strdup(sig) : NULL;
     buf_init(&job->body, 0);
-    if (buf_append(&job->body, req->body.data, req->body.len) != 0 ||
+    if ((doc && !job->identity_document) || (sig && !job->identity_signature) ||
+        buf_append(&job->body, req->body.data, req->body.len) != 0 ||
         worker_submit_for_request(&ks->server->pool, req, keys_work, keys_done, job) != 0) {
         buf_free_secure(&job->body);
+        free(job->identity_document);
+        free(job->identity_signature);
         free(job);
         http_respond_error(req, 503, "Server busy");
     }

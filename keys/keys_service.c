@@ -159,6 +159,11 @@ int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg) {
         log_error("store: %s", err);
         return -1;
     }
+    if (cfg->identity_signer_certs &&
+        identity_load(&ks->identity, cfg->identity_signer_certs, err, sizeof err) != 0) {
+        log_error("%s: [identity] %s", cfg->path, err);
+        return -1;
+    }
     if (hsm_open(&ks->hsm, cfg->hsm_module, cfg->hsm_token_label, err, sizeof err) != HSM_OK) {
         log_error("%s", err);
         return -1;
@@ -190,6 +195,7 @@ void keys_service_free(keys_service_t *ks) {
     }
     free(ks->public_key_json);
     hsm_close(ks->hsm);
+    identity_free(&ks->identity);
     if (ks->store)
         store_close(ks->store);
     memset(ks, 0, sizeof *ks);

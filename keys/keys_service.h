@@ -14,6 +14,7 @@
 #include "../hsm/hsm.h"
 #include "../server/server.h"
 #include "../store/store.h"
+#include "identity.h"
 
 #define KEYS_SECRET_MAX 8192 /* locked bytes for the PIN and the client key */
 
@@ -21,6 +22,7 @@ typedef struct keys_service {
     server_t *server;
     hsm_t *hsm;
     store_t *store;
+    identity_verifier_t identity; /* signers empty without [identity] */
     bool ready;     /* logged in, keys loaded */
     bool logging_in;
     char *locked;   /* KEYS_SECRET_MAX bytes, mlock()ed: PIN, then client key */

@@ -250,6 +250,9 @@ static int on_option(void *user, const char *section, const char *name, const ch
                 return failf(st, "token_label: at most 32 characters");
             return set_string(&cfg->hsm_token_label, value);
         }
+    } else if (strcmp(section, "identity") == 0) {
+        if (strcmp(name, "signer_certs") == 0)
+            return set_string(&cfg->identity_signer_certs, value);
     } else if (strcmp(section, "store") == 0) {
         if (strcmp(name, "path") == 0)
             return set_string(&cfg->store_path, value);
@@ -338,6 +341,8 @@ void config_free(config_t *cfg) {
     free(cfg->hsm_module);
     free(cfg->hsm_token_label);
     free(cfg->store_path);
+    free(cfg->identity_signer_certs);
+    cfg->identity_signer_certs = NULL;
     cfg->path = cfg->tls_cert = cfg->tls_key = NULL;
     cfg->hsm_module = cfg->hsm_token_label = cfg->store_path = NULL;
 }

@@ -50,6 +50,8 @@ typedef struct config {
     /* [hsm] (optional: without it skd serves no key routes) */
     char *hsm_module;
     char *hsm_token_label;
+    /* [identity] */
+    char *identity_signer_certs;
     /* [store] */
     char *store_path;
     /* [log] */
