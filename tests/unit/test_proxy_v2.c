@@ -20,8 +20,10 @@ static size_t build(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *a
     size_t body = addr_len + tlv_len;
     out[14] = (uint8_t)(body >> 8);
     out[15] = (uint8_t)body;
-    memcpy(out + 16, addr, addr_len);
-    memcpy(out + 16 + addr_len, tlv, tlv_len);
+    if (addr_len)
+        memcpy(out + 16, addr, addr_len);
+    if (tlv_len)
+        memcpy(out + 16 + addr_len, tlv, tlv_len);
     return 16 + body;
 }
 
