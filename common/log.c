@@ -121,6 +121,40 @@ static char *put_str(char *p, const char *s, size_t max) {
     return p + n;
 }
 
+void log_security(const char *fmt, ...) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static time_t window;
+    static unsigned in_window;
+    static unsigned long dropped;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&lock);
+    if (now != window) {
+        window = now;
+        in_window = 0;
+    }
+    bool pass = in_window < LOG_SECURITY_PER_SECOND;
+    unsigned long report = 0;
+    if (pass) {
+        in_window++;
+        report = dropped;
+        dropped = 0;
+    } else {
+        dropped++;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!pass)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (report)
+        log_warn("security: %s (%lu earlier security lines dropped)", msg, report);
+    else
+        log_warn("security: %s", msg);
+}
+
 void log_access(const char *peer, const char *method, const char *path, int status, size_t bytes,
                 unsigned long long duration_us) {
     char line[512];

@@ -34,6 +34,12 @@ void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(prin
             log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
     } while (0)
 
+/* A WARN line about a refused caller, rate-limited (at most
+ * LOG_SECURITY_PER_SECOND a second; the number dropped is reported with the
+ * next line that passes) so that a hostile client cannot flood the log. */
+#define LOG_SECURITY_PER_SECOND 20
+void log_security(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Appends one access line (buffered):
  * "TIME ACCESS peer method path status bytes durationus". Formatted by hand:
  * it runs once per request. path must be printable already. */

@@ -338,7 +338,7 @@ static void keys_work(void *arg) {
             fail(job, 500, MSG_INTERNAL);
         else
             fail(job, 403, "Forbidden");
-        log_warn("security: %s from %s for instance %s refused: %s", call_names[job->call], job->peer_ip,
+        log_security("%s from %s for instance %s refused: %s", call_names[job->call], job->peer_ip,
                  job->instance_id, rc < 0 ? "store failure" : reason);
         return;
     }

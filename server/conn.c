@@ -241,7 +241,7 @@ static bool take_proxy_header(conn_t *c, const char *data, size_t len) {
     if (buf_append(&c->proxy_header, data, len) == 0)
         n = proxy_v2_parse((const uint8_t *)c->proxy_header.data, c->proxy_header.len, &info);
     if (n < 0) {
-        log_warn("%s: no valid PROXY v2 header from a load balancer: closing", c->peer);
+        log_security("%s: no valid PROXY v2 header from a load balancer: closing", c->peer);
         conn_close(c);
         return false;
     }
