@@ -599,10 +599,10 @@ class Metrics:
 
 # ---------------------------------------------------------------- tools
 
-def run(args, timeout=60, input=None, check=False):
-    """subprocess.run with text output captured."""
+def run(args, timeout=60, input=None, check=False, env=None):
+    """subprocess.run with the output captured (bytes)."""
     return subprocess.run(args, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                          check=check)
+                          check=check, env=env)
 
 
 def curl(*args, timeout=30):
@@ -627,6 +627,65 @@ def wait_for(predicate, timeout, interval=0.05):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------- HSM (SoftHSM)
+
+SOFTHSM_MODULE = os.environ.get("SOFTHSM_MODULE") or "/usr/lib/softhsm/libsofthsm2.so"
+
+
+class SoftHsm:
+    """A SoftHSM token of its own under directory: its softhsm2.conf (file
+    object store, errors-only log) and token directory. env is what every
+    process using the token needs (SOFTHSM2_CONF); hsm_section() the [hsm]
+    options of a skd configuration."""
+
+    def __init__(self, directory, label="skd-test", pin="1234", so_pin="87654321"):
+        self.dir = os.path.join(directory, "softhsm")
+        self.tokendir = os.path.join(self.dir, "tokens")
+        self.conf = os.path.join(self.dir, "softhsm2.conf")
+        self.label = label
+        self.pin = pin
+        os.makedirs(self.tokendir)
+        with open(self.conf, "w") as f:
+            f.write("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n" % self.tokendir)
+        self.env = {"SOFTHSM2_CONF": self.conf}
+        p = run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", so_pin],
+                env=dict(os.environ, **self.env))
+        if p.returncode != 0:
+            raise ServerError("softhsm2-util --init-token failed: %s" % (p.stdout + p.stderr).decode())
+
+    def hsm_section(self):
+        return {"module": SOFTHSM_MODULE, "token_label": self.label}
+
+    def object_files(self):
+        """The token's object files (token.object included), sorted."""
+        out = []
+        for sub in os.listdir(self.tokendir):
+            d = os.path.join(self.tokendir, sub)
+            if os.path.isdir(d):
+                out += [os.path.join(sub, n) for n in os.listdir(d) if n.endswith(".object")]
+        return sorted(out)
+
+
+def sanitizer_env(extra=None):
+    """os.environ with the sanitizer defaults of Server, plus extra."""
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    env.update(extra or {})
+    return env
+
+
+def run_skd(binary, args, env=None, input=None, timeout=60):
+    """Runs a skd command (init, tenant add, ...) with env added; returns the
+    CompletedProcess. A sanitizer report on stderr fails at once."""
+    p = run([binary] + list(args), env=sanitizer_env(env), input=input, timeout=timeout)
+    text = p.stderr.decode("utf-8", "replace")
+    reports = [m for m in SANITIZER_MARKERS if m in text]
+    if reports:
+        raise AssertionError("sanitizer report from %s %s:\n%s" % (binary, " ".join(args), text[-4000:]))
+    return p
 
 
 # ---------------------------------------------------------------- running
