@@ -273,15 +273,22 @@ static int parse_config(const buf_t *v, hsm_profile_t *profile, hsm_oaep_t *oaep
     return 0;
 }
 
-hsm_status_t hsm_load_keys(hsm_t *h, char *err, size_t err_len) {
+/* A session for init and key loading, which need a PIN accepted first. */
+static hsm_status_t logged_in_session(hsm_t *h, CK_SESSION_HANDLE *s, char *err, size_t err_len) {
     if (!h->logged_in) {
         snprintf(err, err_len, "not logged in");
         return HSM_ERR_NOT_READY;
     }
+    CK_RV rv = hsm_session_get(h, s);
+    return rv == CKR_OK ? HSM_OK : failp(err, err_len, "C_OpenSession", rv);
+}
+
+hsm_status_t hsm_load_keys(hsm_t *h, char *err, size_t err_len) {
     CK_SESSION_HANDLE s;
-    CK_RV rv = hsm_session_get(h, &s);
-    if (rv != CKR_OK)
-        return failp(err, err_len, "C_OpenSession", rv);
+    CK_RV rv;
+    hsm_status_t ready = logged_in_session(h, &s, err, err_len);
+    if (ready != HSM_OK)
+        return ready;
     CK_OBJECT_HANDLE config = 0, pub = 0;
     buf_t point, value;
     buf_init(&point, 0);
@@ -466,14 +473,11 @@ done:
 }
 
 hsm_status_t hsm_init(hsm_t *h, char *err, size_t err_len) {
-    if (!h->logged_in) {
-        snprintf(err, err_len, "not logged in");
-        return HSM_ERR_NOT_READY;
-    }
     CK_SESSION_HANDLE s;
-    CK_RV rv = hsm_session_get(h, &s);
-    if (rv != CKR_OK)
-        return failp(err, err_len, "C_OpenSession", rv);
+    CK_RV rv;
+    hsm_status_t ready = logged_in_session(h, &s, err, err_len);
+    if (ready != HSM_OK)
+        return ready;
     hsm_status_t st = HSM_OK;
     /* Refuse to run twice: any skd object means the token is in use. */
     static const struct {

@@ -215,6 +215,16 @@ hsm_status_t hsm_generate_secret(hsm_t *h, const buf_t *ekt, const hsm_binding_t
     return st;
 }
 
+/* The CMK of the tenant and the secret in blob (bound to b), as session
+ * objects the caller destroys. */
+static hsm_status_t open_secret(hsm_t *h, CK_SESSION_HANDLE s, const buf_t *ekt, const hsm_binding_t *b,
+                                const void *blob, size_t blob_len, CK_OBJECT_HANDLE *cmk, CK_OBJECT_HANDLE *secret) {
+    hsm_status_t st = unwrap_cmk(h, s, ekt, b->tenant_id, cmk);
+    if (st == HSM_OK)
+        st = unwrap_blob(h, s, *cmk, "secret", b, blob, blob_len, secret_tmpl, COUNT(secret_tmpl), secret);
+    return st;
+}
+
 hsm_status_t hsm_decrypt_secret(hsm_t *h, const buf_t *ekt, const hsm_binding_t *b, const void *blob,
                                 size_t blob_len, const void *rsa_spki, size_t rsa_len, buf_t *wrapped_secret) {
     CK_SESSION_HANDLE s;
@@ -222,9 +232,7 @@ hsm_status_t hsm_decrypt_secret(hsm_t *h, const buf_t *ekt, const hsm_binding_t 
     if (st != HSM_OK)
         return st;
     CK_OBJECT_HANDLE cmk = 0, secret = 0;
-    st = unwrap_cmk(h, s, ekt, b->tenant_id, &cmk);
-    if (st == HSM_OK)
-        st = unwrap_blob(h, s, cmk, "secret", b, blob, blob_len, secret_tmpl, COUNT(secret_tmpl), &secret);
+    st = open_secret(h, s, ekt, b, blob, blob_len, &cmk, &secret);
     if (st == HSM_OK)
         st = wrap_to_rsa(h, s, secret, rsa_spki, rsa_len, wrapped_secret);
     hsm_destroy(h, s, &secret);
@@ -242,9 +250,7 @@ hsm_status_t hsm_convert_secret(hsm_t *h, const buf_t *ekt, const hsm_binding_t 
     if (st != HSM_OK)
         return st;
     CK_OBJECT_HANDLE cmk = 0, secret = 0;
-    st = unwrap_cmk(h, s, ekt, from->tenant_id, &cmk);
-    if (st == HSM_OK)
-        st = unwrap_blob(h, s, cmk, "secret", from, blob, blob_len, secret_tmpl, COUNT(secret_tmpl), &secret);
+    st = open_secret(h, s, ekt, from, blob, blob_len, &cmk, &secret);
     if (st == HSM_OK && wrap_blob(h, s, cmk, "secret", to, secret, encrypted_secret) != CKR_OK)
         st = HSM_ERR_FAILED;
     hsm_destroy(h, s, &secret);
