@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "../audit/audit.h"
 #include "../common/base64.h"
 #include "../common/log.h"
 #include "../server/conn.h"
@@ -53,7 +52,8 @@ typedef struct keys_job {
     /* results */
     int status;
     const char *message; /* error message, or NULL with response set */
-    char *response;      /* JSON text */
+    json_t *answer;      /* the 200 answer's fields, until audited */
+    char *response;      /* JSON text of the answer (200 or error) */
     bool authenticated;
     store_tenant_t tenant;
     char volume_uuid[40];
@@ -316,9 +316,9 @@ static void operate(keys_job_t *job) {
         fail(job, 500, MSG_INTERNAL);
         goto done;
     }
-    job->response = json_dumps(out, JSON_COMPACT);
-    job->status = job->response ? 200 : 500;
-    job->message = job->response ? NULL : MSG_INTERNAL;
+    job->answer = json_incref(out);
+    job->status = 200;
+    job->message = NULL;
 done:
     json_decref(out);
     json_decref(body);
@@ -354,19 +354,31 @@ static void keys_work(void *arg) {
     ev->result = job->status == 200 ? "Succeed" : "Failed";
     ev->failure_reason = job->message;
     ev->op_end_us = wall_us();
-    if (audit_record(ev) != 0) {
+    uint64_t seq = 0;
+    json_t *answer = job->answer;
+    job->answer = NULL;
+    if (job->ks->audit && audit_record(job->ks->audit, ev, job->tenant.audit_dir, &seq) != 0) {
         /* No audit, no secret. */
-        free(job->response);
-        job->response = NULL;
+        json_decref(answer);
         fail(job, 500, MSG_INTERNAL);
+        return;
     }
+    /* Every answer after authentication names its record. */
+    if (!answer)
+        answer = json_pack("{s:s}", "message", job->message);
+    if (answer && job->ks->audit)
+        json_object_set_new(answer, "audit_seq", json_integer((json_int_t)seq));
+    job->response = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (!job->response)
+        fail(job, 500, MSG_INTERNAL);
 }
 
 static void keys_done(int status, http_request_t *req, void *arg) {
     keys_job_t *job = arg;
     if (status == 0) {
         if (job->response)
-            http_respond_json(req, 200, job->response, strlen(job->response));
+            http_respond_json(req, job->status, job->response, strlen(job->response));
         else
             http_respond_error(req, job->status, job->message);
     }

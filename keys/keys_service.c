@@ -168,6 +168,23 @@ int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg) {
         log_error("%s", err);
         return -1;
     }
+    if (getenv("SKD_BENCH_NO_AUDIT")) {
+        log_warn("SKD_BENCH_NO_AUDIT is set: key operations are NOT audited (benchmarks only)");
+    } else {
+        char dir[4096];
+        if (cfg->audit_dir) {
+            snprintf(dir, sizeof dir, "%s", cfg->audit_dir);
+        } else {
+            /* Next to the store by default: var/skd.db -> var/audit. */
+            const char *slash = strrchr(cfg->store_path, '/');
+            snprintf(dir, sizeof dir, "%.*saudit", slash ? (int)(slash - cfg->store_path + 1) : 0, cfg->store_path);
+        }
+        if (!(ks->audit = audit_open(dir, ks->hsm, err, sizeof err))) {
+            log_error("audit: %s", err);
+            return -1;
+        }
+        log_info("audit records under %s", dir);
+    }
     ks->locked = mmap(NULL, KEYS_SECRET_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ks->locked == MAP_FAILED) {
         ks->locked = NULL;
@@ -194,6 +211,7 @@ void keys_service_free(keys_service_t *ks) {
         munmap(ks->locked, KEYS_SECRET_MAX);
     }
     free(ks->public_key_json);
+    audit_close(ks->audit);
     hsm_close(ks->hsm);
     identity_free(&ks->identity);
     if (ks->store)

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 
+#include "../audit/audit.h"
 #include "../hsm/hsm.h"
 #include "../server/server.h"
 #include "../store/store.h"
@@ -22,6 +23,7 @@ typedef struct keys_service {
     server_t *server;
     hsm_t *hsm;
     store_t *store;
+    audit_t *audit; /* NULL only in benchmarks (SKD_BENCH_NO_AUDIT=1) */
     identity_verifier_t identity; /* signers empty without [identity] */
     bool ready;     /* logged in, keys loaded */
     bool logging_in;

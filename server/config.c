@@ -250,6 +250,9 @@ static int on_option(void *user, const char *section, const char *name, const ch
                 return failf(st, "token_label: at most 32 characters");
             return set_string(&cfg->hsm_token_label, value);
         }
+    } else if (strcmp(section, "audit") == 0) {
+        if (strcmp(name, "dir") == 0)
+            return set_string(&cfg->audit_dir, value);
     } else if (strcmp(section, "identity") == 0) {
         if (strcmp(name, "signer_certs") == 0)
             return set_string(&cfg->identity_signer_certs, value);
@@ -342,7 +345,8 @@ void config_free(config_t *cfg) {
     free(cfg->hsm_token_label);
     free(cfg->store_path);
     free(cfg->identity_signer_certs);
-    cfg->identity_signer_certs = NULL;
+    free(cfg->audit_dir);
+    cfg->identity_signer_certs = cfg->audit_dir = NULL;
     cfg->path = cfg->tls_cert = cfg->tls_key = NULL;
     cfg->hsm_module = cfg->hsm_token_label = cfg->store_path = NULL;
 }

@@ -50,6 +50,8 @@ typedef struct config {
     /* [hsm] (optional: without it skd serves no key routes) */
     char *hsm_module;
     char *hsm_token_label;
+    /* [audit] */
+    char *audit_dir;
     /* [identity] */
     char *identity_signer_certs;
     /* [store] */
