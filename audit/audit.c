@@ -373,6 +373,29 @@ static chain_t *chain_of(audit_t *a, const char *tenant) {
     return c;
 }
 
+int audit_recover_all(audit_t *a) {
+    DIR *d = opendir(a->dir);
+    if (!d)
+        return 0;
+    int damaged = 0, chains = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "vpc-", 4) != 0 || strlen(e->d_name) >= 32)
+            continue;
+        chain_t *c = chain_of(a, e->d_name);
+        if (!c)
+            continue;
+        pthread_mutex_lock(&c->lock);
+        if (!c->recovered && recover(a, c) != 0)
+            damaged++;
+        pthread_mutex_unlock(&c->lock);
+        chains++;
+    }
+    closedir(d);
+    log_info("audit: %d tenant chain(s) checked, %d damaged", chains, damaged);
+    return damaged;
+}
+
 /* Marks every record of a list done with rc. */
 static void finish(pending_t *list, int rc) {
     for (pending_t *p = list; p; p = p->next) {

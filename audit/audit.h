@@ -43,6 +43,11 @@ typedef struct audit_event {
 audit_t *audit_open(const char *dir, hsm_t *hsm, char *err, size_t err_len);
 void audit_close(audit_t *a);
 
+/* Recovers and checks the chain of every tenant directory now (needs the
+ * HSM's keys loaded). Returns the number of damaged chains (logged; their
+ * tenants' calls fail until an operator repairs them). Blocks. */
+int audit_recover_all(audit_t *a);
+
 /* Makes ev durable (also under tenant_dir/<tenant>/ when tenant_dir is not
  * NULL); sets *seq. 0, or -1 if the record could not be made durable: the
  * call must then fail. */

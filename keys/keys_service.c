@@ -39,6 +39,9 @@ static void login_work(void *arg) {
     job->status = hsm_login(ks->hsm, ks->locked, ks->pin_len, job->err, sizeof job->err);
     if (job->status == HSM_OK)
         job->status = hsm_load_keys(ks->hsm, job->err, sizeof job->err);
+    /* With the public key known, every tenant's chain is read back and checked. */
+    if (job->status == HSM_OK && ks->audit)
+        audit_recover_all(ks->audit);
 }
 
 static char *public_key_json(const buf_t *der) {
