@@ -456,6 +456,8 @@ static void handle(http_request_t *req, keys_service_t *ks, keys_call_t call) {
     job->call = call;
     snprintf(job->instance_id, sizeof job->instance_id, "%s", instance);
     if (caller_from_transport(ks, req, job) != 0) {
+        log_security("%s from %s for instance %s refused: unusable forwarding headers from a trusted proxy",
+                     call_names[call], req->conn ? ((const conn_t *)req->conn->owner)->peer : "?", job->instance_id);
         free(job);
         http_respond_error(req, 403, "Forbidden");
         return;

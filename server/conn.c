@@ -234,13 +234,16 @@ static bool consume(conn_t *c, const char *data, size_t len) {
 }
 
 /* Collects the PROXY v2 header a load balancer sends first; the bytes after
- * it go on as the client's. False if the connection was closed. */
+ * it (often in the same read) go on as the client's. Only the header is
+ * buffered: at most PROXY_V2_MAX bytes. False if the connection was closed. */
 static bool take_proxy_header(conn_t *c, const char *data, size_t len) {
+    size_t had = c->proxy_header.len;
+    size_t take = PROXY_V2_MAX - had < len ? PROXY_V2_MAX - had : len;
     proxy_v2_info_t info;
     int n = -1;
-    if (buf_append(&c->proxy_header, data, len) == 0)
+    if (buf_append(&c->proxy_header, data, take) == 0)
         n = proxy_v2_parse((const uint8_t *)c->proxy_header.data, c->proxy_header.len, &info);
-    if (n < 0) {
+    if (n < 0 || (n == 0 && c->proxy_header.len == PROXY_V2_MAX)) {
         log_security("%s: no valid PROXY v2 header from a load balancer: closing", c->peer);
         conn_close(c);
         return false;
@@ -251,11 +254,10 @@ static bool take_proxy_header(conn_t *c, const char *data, size_t len) {
     if (!info.local)
         c->client_addr = info.source;
     snprintf(c->vpce_id, sizeof c->vpce_id, "%s", info.vpce_id);
-    buf_t rest;
-    buf_move(&rest, &c->proxy_header);
-    bool open = (size_t)n == rest.len || consume(c, rest.data + n, rest.len - (size_t)n);
-    buf_free(&rest);
-    return open;
+    /* The header ended n - had bytes into this read. */
+    size_t used = (size_t)n - had;
+    buf_free(&c->proxy_header);
+    return used == len || consume(c, data + used, len - used);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {

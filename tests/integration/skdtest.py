@@ -310,8 +310,9 @@ class Server:
 
     # -- talking to it
 
-    def connect(self, port=None, host="127.0.0.1", timeout=IO_TIMEOUT):
-        return Conn(host, port or self.port, timeout)
+    def connect(self, port=None, host="127.0.0.1", timeout=IO_TIMEOUT, source=None):
+        """A raw client connection; source: the local address to bind first (e.g. "127.0.0.9")."""
+        return Conn(host, port or self.port, timeout, source=source)
 
     def request(self, method, path, port=None, **kw):
         """One request on a fresh connection; returns the Response."""
@@ -381,12 +382,18 @@ class Closed(Exception):
 class Conn:
     """A client connection with a read buffer, for hand-made requests."""
 
-    def __init__(self, host, port, timeout=IO_TIMEOUT, sock=None):
+    def __init__(self, host, port, timeout=IO_TIMEOUT, sock=None, source=None):
         if sock is None:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect((host, port))
+            try:
+                if source is not None:  # another loopback source address, e.g. 127.0.0.9
+                    sock.bind((source, 0))
+                sock.settimeout(timeout)
+                sock.connect((host, port))
+            except BaseException:
+                sock.close()
+                raise
         self.sock = sock
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
