@@ -88,6 +88,7 @@ skd is running (pid $SKD_PID), state in ./$VAR/
   tenant       $TENANT (127.0.0.0/8): i-0123456789abcdef0 at 127.0.0.1,
                i-0fedcba9876543210 at 127.0.0.2
   signing key  ./$VAR/api_public_key.pem
+  audit        ./$VAR/audit/<tenant>/<seq>.json (check: $BUILD/sk audit verify $VAR/audit --pubkey $VAR/api_public_key.pem)
 
 Try:
   curl -i http://$PUBLIC/healthcheck
