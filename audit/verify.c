@@ -29,6 +29,7 @@
 #define SIG_MAX 256                      /* a DER ECDSA P-384 signature is at most 104 bytes */
 #define BATCH 2048                       /* records whose signatures are checked together */
 #define THREADS_MAX 64
+#define AUDIT_PATH_MAX 256 /* a value's path in reasons (".caller.ip"), truncated */
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* One signature to check: SHA-256 of the canonical form without "signature". */
@@ -66,8 +67,10 @@ static void set_failure(audit_verify_failure_t *fail, const char *tenant, const 
     copy_printable(fail->file, sizeof fail->file, file ? file : "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(fail->reason, sizeof fail->reason, fmt, ap);
+    char reason[sizeof fail->reason];
+    vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    copy_printable(fail->reason, sizeof fail->reason, reason);
 }
 
 static void hex(const unsigned char *in, size_t n, char *out) {
@@ -115,7 +118,8 @@ static bool ends_with(const char *s, const char *suffix) {
 /* ---------------------------------------------------------------- canonical form */
 
 /* Only objects, printable-ASCII strings, integers of magnitude <= 2^53-1
- * and null: for those, jansson's canonical output equals jq -cjS. */
+ * and null: for those, jansson's canonical output equals jq -cjS. path
+ * (AUDIT_PATH_MAX bytes, plen used) names v in the reason. */
 static int check_value(const json_t *v, int depth, char *path, size_t plen, char *reason, size_t rlen) {
     const char *what = NULL;
     switch (json_typeof(v)) {
@@ -127,15 +131,13 @@ static int check_value(const json_t *v, int depth, char *path, size_t plen, char
         const char *key;
         const json_t *child;
         json_object_foreach ((json_t *)v, key, child) {
-            size_t klen = strlen(key);
-            int n = snprintf(path + plen, 256 - plen, ".%s", key);
-            size_t clen = n < 0 ? plen : (size_t)n + plen > 255 ? 255 : (size_t)n + plen;
-            if (!printable(key, klen)) {
-                path[clen] = '\0';
-                snprintf(reason, rlen, "not canonical: a key with a byte outside printable ASCII at %s",
+            if (!printable(key, strlen(key))) {
+                snprintf(reason, rlen, "not canonical: a key with a byte outside printable ASCII in %s",
                          plen ? path : ".");
                 return -1;
             }
+            int n = snprintf(path + plen, AUDIT_PATH_MAX - plen, ".%s", key);
+            size_t clen = n < 0 ? plen : (size_t)n + plen >= AUDIT_PATH_MAX ? AUDIT_PATH_MAX - 1 : (size_t)n + plen;
             if (check_value(child, depth + 1, path, clen, reason, rlen) != 0)
                 return -1;
             path[plen] = '\0';
@@ -198,11 +200,13 @@ static int prepare_record(checker_t *c, const char *text, size_t len, const char
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        snprintf(reason, rlen, "unparsable: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        char msg[JSON_ERROR_TEXT_LENGTH];
+        copy_printable(msg, sizeof msg, jerr.text); /* it may quote the input */
+        snprintf(reason, rlen, "unparsable: %s (line %d, column %d)", msg, jerr.line, jerr.column);
         return -1;
     }
     int rc = -1;
-    char path[256] = "";
+    char path[AUDIT_PATH_MAX] = "";
     if (!json_is_object(root)) {
         snprintf(reason, rlen, "not canonical: not a JSON object");
         goto out;
