@@ -13,10 +13,15 @@ connections. Leaving the block stops it with SIGTERM (SIGKILL after 15 s) and
 checks that it exited 0 and that its log holds no ERROR line and no sanitizer
 report. Everything it made is removed.
 
+The key-API tests stand on a KeyStack: a SoftHSM token with skd's keys
+(`skd init`), a store and a CLI configuration; stack.server() starts skd on
+them and gives it the PIN.
+
 Scripts end with skdtest.main(), which runs the unittest cases and prints
 "N passed, M failed" as the last line.
 """
 
+import itertools
 import os
 import re
 import select
@@ -26,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -139,16 +145,20 @@ class Server:
         self.final_log = None
         self.config_path = None
         self.port = self.admin_port = self.tls_port = self.ipv6_port = None
+        self.started = False  # between a successful __enter__ and __exit__
 
     # -- life cycle
 
     def __enter__(self):
+        if self.started:  # started already (KeyStack.server): a with block just takes it over
+            return self
         self.dir = tempfile.mkdtemp(prefix="skdtest-")
         try:
             # Another test may grab a port between our probe and the bind:
             # retry with fresh ports when the bind fails.
             for attempt in range(5):
                 if self._start():
+                    self.started = True
                     return self
                 if attempt < 4 and "address already in use" in self.log().lower():
                     continue
@@ -260,6 +270,7 @@ class Server:
             if failure:
                 sys.stderr.write("(also: %s)\n" % failure)
         finally:
+            self.started = False
             self.final_log = self.log()  # still readable after the files are gone
             if exc_type is not None:
                 sys.stderr.write("---- server log (%s) ----\n%s\n----\n" % (self.binary, self.log()[-6000:]))
@@ -693,6 +704,98 @@ def run_skd(binary, args, env=None, input=None, timeout=60):
     if reports:
         raise AssertionError("sanitizer report from %s %s:\n%s" % (binary, " ".join(args), text[-4000:]))
     return p
+
+
+# ---------------------------------------------------------------- a token with skd's keys
+
+class KeyStack:
+    """What the key-API tests stand on, in a directory of its own (dir): a
+    SoftHSM token (hsm) with skd's keys made by `skd init` (the public
+    signing key written to pub_pem), a store (db) and a configuration for the
+    CLI (cli_conf). objects_before_init and objects_after_init: the token's
+    object files before and after `skd init`. close() removes the directory;
+    when making the stack fails, it is removed at once.
+
+        stack = KeyStack(SKD, pin="1234", prefix="skdkeys-")
+        stack.add_tenant(TENANT, ACCOUNT, "127.0.0.1/32", [(INSTANCE, "127.0.0.1")])
+        with stack.server() as srv:  # started, the PIN given
+            ...
+        stack.close()
+    """
+
+    def __init__(self, binary=None, pin="1234", prefix="skdstack-"):
+        self.binary = binary or SKD
+        self.pin = pin
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self._names = itertools.count()
+        self._names_lock = threading.Lock()
+        try:
+            self.hsm = SoftHsm(self.dir, pin=pin)
+            self.objects_before_init = self.hsm.object_files()
+            self.db = os.path.join(self.dir, "skd.db")
+            self.cli_conf = os.path.join(self.dir, "cli.conf")
+            with open(self.cli_conf, "w") as f:
+                # The CLI never listens; the configuration just has to be valid.
+                f.write(render_config({"public": {"listen": "127.0.0.1:1"}, "hsm": self.hsm.hsm_section(),
+                                       "store": {"path": self.db}}))
+            self.pub_pem = os.path.join(self.dir, "pub.pem")
+            self.cli("init", "--public-key", self.pub_pem, input=(pin + "\n").encode())
+            self.objects_after_init = self.hsm.object_files()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def cli(self, *args, input=None):
+        """skd COMMAND -c cli_conf ARGS on the token ("init", "--public-key",
+        path or "tenant", "add", ...); fails unless it exits 0. Returns the
+        CompletedProcess."""
+        n = 1 if args[0] == "init" else 2  # the command's words
+        p = run_skd(self.binary, list(args[:n]) + ["-c", self.cli_conf] + list(args[n:]), env=self.hsm.env,
+                    input=input)
+        if p.returncode != 0:
+            raise AssertionError("skd %s: %r %r" % (" ".join(args), p.stdout, p.stderr))
+        return p
+
+    def add_tenant(self, tenant, account, networks, instances=(), **options):
+        """skd tenant add, then skd instance add for each (id, ip) of
+        instances. options: more flags of tenant add, e.g.
+        verifier="identity-document", audit_dir=path (--audit-dir)."""
+        args = ["tenant", "add", "--id", tenant, "--account", account, "--networks", networks]
+        for name, value in options.items():
+            args += ["--" + name.replace("_", "-"), value]
+        self.cli(*args)
+        for iid, ip in instances:
+            self.cli("instance", "add", "--tenant", tenant, "--id", iid, "--ip", ip)
+
+    def server(self, extra=None, pin=True, **kw):
+        """A started skd on the token and the store (extra: more configuration
+        by section; kw: Server's options), the PIN given through PUT /hsm-pin
+        unless pin=False. Stop it with __exit__, or take it into a with block."""
+        config = merge({"hsm": self.hsm.hsm_section(), "store": {"path": self.db}}, extra)
+        srv = Server(self.binary, config, env=self.hsm.env, **kw).__enter__()
+        if pin:
+            p = curl("-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data-binary", '{"pin":"%s"}' % self.pin,
+                     "http://127.0.0.1:%d/hsm-pin" % srv.admin_port)
+            if p.stdout != b"204":
+                err = AssertionError("PUT /hsm-pin: %r %r" % (p.stdout, p.stderr))
+                srv.__exit__(AssertionError, err, None)  # stops it and prints its log
+                raise err
+        return srv
+
+    def tmp(self, name):
+        """A fresh path in dir ("N-name"), from any thread."""
+        with self._names_lock:
+            return os.path.join(self.dir, "%d-%s" % (next(self._names), name))
+
+    def write(self, name, data):
+        """A fresh file tmp(name) holding data (bytes); returns its path."""
+        path = self.tmp(name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
 
 
 # ---------------------------------------------------------------- running

@@ -11,13 +11,12 @@ import random
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
 import skdtest
-from skdtest import Server, SoftHsm, curl, run, run_skd
+from skdtest import KeyStack, run
 
 SKD = os.environ.get("SKD") or os.path.join(os.path.dirname(__file__), "../../build/skd")
 SK = os.environ.get("SK") or os.path.join(os.path.dirname(SKD), "sk")
@@ -35,54 +34,20 @@ def sha256_hex(data):
 class AuditTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="skdaudit-")
-        try:
-            keygen = subprocess.Popen(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                                       "rsa_keygen_bits:3072", "-out", os.path.join(cls.dir, "rsa.pem")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            cls.hsm = SoftHsm(cls.dir, pin=PIN)
-            cls.db = os.path.join(cls.dir, "skd.db")
-            cls.audit = os.path.join(cls.dir, "audit")
-            cls.tenant_audit = os.path.join(cls.dir, "tenant-audit")
-            cls.cli_conf = os.path.join(cls.dir, "cli.conf")
-            with open(cls.cli_conf, "w") as f:
-                f.write(skdtest.render_config({"public": {"listen": "127.0.0.1:1"}, "hsm": cls.hsm.hsm_section(),
-                                               "store": {"path": cls.db}}))
-            cls.pub = os.path.join(cls.dir, "pub.pem")
-            cls.cli("init", "--public-key", cls.pub, input=(PIN + "\n").encode())
-            cls.cli("tenant", "add", "--id", TENANT, "--account", "111122223333", "--networks", "127.0.0.1/32",
-                    "--audit-dir", cls.tenant_audit)
-            cls.cli("instance", "add", "--tenant", TENANT, "--id", INSTANCE, "--ip", "127.0.0.1")
-            keygen.wait(timeout=120)
-            der = run(["openssl", "pkey", "-in", os.path.join(cls.dir, "rsa.pem"), "-pubout", "-outform",
-                       "DER"]).stdout
-            cls.rsa_b64 = base64.b64encode(der).decode()
-        except BaseException:
-            shutil.rmtree(cls.dir, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.dir, ignore_errors=True)
-
-    @classmethod
-    def cli(cls, *args, input=None):
-        p = run_skd(SKD, list(args[:2]) + ["-c", cls.cli_conf] + list(args[2:]) if args[0] != "init"
-                    else ["init", "-c", cls.cli_conf] + list(args[1:]), env=cls.hsm.env, input=input)
-        if p.returncode != 0:
-            raise AssertionError("skd %s: %r" % (" ".join(args), p.stderr))
+        keygen = subprocess.Popen(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        cls.stack = KeyStack(SKD, pin=PIN, prefix="skdaudit-")
+        cls.addClassCleanup(cls.stack.close)
+        cls.audit = os.path.join(cls.stack.dir, "audit")
+        cls.tenant_audit = os.path.join(cls.stack.dir, "tenant-audit")
+        cls.stack.add_tenant(TENANT, "111122223333", "127.0.0.1/32", [(INSTANCE, "127.0.0.1")],
+                             audit_dir=cls.tenant_audit)
+        pem, _ = keygen.communicate(timeout=120)
+        der = run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=pem).stdout
+        cls.rsa_b64 = base64.b64encode(der).decode()
 
     def server(self, audit_dir=None, **kw):
-        config = {"hsm": self.hsm.hsm_section(), "store": {"path": self.db},
-                  "audit": {"dir": audit_dir or self.audit}, "server": {"worker_threads": 2}}
-        srv = Server(SKD, config, env=self.hsm.env, **kw)
-        srv.__enter__()
-        p = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data-binary",
-                 '{"pin":"%s"}' % PIN, "http://127.0.0.1:%d/hsm-pin" % srv.admin_port)
-        if p.stdout != b"204":
-            srv.__exit__(None, None, None)
-            raise AssertionError("PIN refused: %r" % p.stdout)
-        return srv
+        return self.stack.server({"audit": {"dir": audit_dir or self.audit}, "server": {"worker_threads": 2}}, **kw)
 
     def call(self, conn, op, body):
         conn.request("POST", "/v1/encryption/%s/%s" % (INSTANCE, op), json.dumps(body),
@@ -107,7 +72,7 @@ class AuditTest(unittest.TestCase):
     def assert_sk_verify(self, root=None):
         if not os.path.exists(SK):
             self.skipTest("no sk binary at %s" % SK)
-        p = run([SK, "audit", "verify", root or self.audit, "--pubkey", self.pub])
+        p = run([SK, "audit", "verify", root or self.audit, "--pubkey", self.stack.pub_pem])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     # -- cases
@@ -139,7 +104,8 @@ class AuditTest(unittest.TestCase):
                 o.write(ser)
             with open(f + ".sig", "wb") as o:
                 o.write(sig)
-            p = run(["openssl", "dgst", "-sha256", "-verify", self.pub, "-signature", f + ".sig", f + ".ser"])
+            p = run(["openssl", "dgst", "-sha256", "-verify", self.stack.pub_pem, "-signature", f + ".sig",
+                     f + ".ser"])
             os.unlink(f + ".ser")
             os.unlink(f + ".sig")
             self.assertEqual(p.stdout.strip(), b"Verified OK", f)
@@ -272,7 +238,7 @@ class AuditTest(unittest.TestCase):
 
     @unittest.skipUnless(IS_ROOT, "needs root to mount a tmpfs")
     def test_4_disk_full(self):
-        small = os.path.join(self.dir, "small")
+        small = os.path.join(self.stack.dir, "small")
         os.makedirs(small)
         if run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small]).returncode != 0:
             self.skipTest("cannot mount a tmpfs here")

@@ -38,12 +38,11 @@ import socket
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
 import skdtest
-from skdtest import SKD, Closed, Server, SoftHsm, assert_json_error, curl, run, run_skd
+from skdtest import SKD, Closed, KeyStack, assert_json_error, curl, run
 
 PIN = "1234"
 TENANT_A = "vpc-0123456789abcdef0"
@@ -147,88 +146,28 @@ def tearDownModule():
 
 
 class Stack:
-    """A temp dir, a SoftHSM token with skd's keys, a CLI configuration,
-    curl/openssl helpers, identity documents."""
+    """cls.stack, a skdtest.KeyStack (a SoftHSM token with skd's keys, a
+    store, a CLI configuration, in a temp dir), cls.srv started on it (both
+    undone by class cleanups), curl/openssl helpers, identity documents."""
 
     @classmethod
     def make_stack(cls):
-        cls.dir = tempfile.mkdtemp(prefix="skdcallers-")
-        cls.counter = iter(range(10 ** 9))
-        cls.counter_lock = threading.Lock()
-        cls.hsm = SoftHsm(cls.dir, pin=PIN)
-        cls.db = os.path.join(cls.dir, "skd.db")
-        cls.cli_conf = os.path.join(cls.dir, "cli.conf")
-        with open(cls.cli_conf, "w") as f:
-            f.write(skdtest.render_config({"public": {"listen": "127.0.0.1:1"}, "hsm": cls.hsm.hsm_section(),
-                                           "store": {"path": cls.db}}))
-        cls.pub_pem = os.path.join(cls.dir, "pub.pem")
-        p = run_skd(SKD, ["init", "-c", cls.cli_conf, "--public-key", cls.pub_pem], env=cls.hsm.env,
-                    input=(PIN + "\n").encode())
-        if p.returncode != 0:
-            raise AssertionError("skd init: %r %r" % (p.stdout, p.stderr))
-
-    @classmethod
-    def skd_cli(cls, *args):
-        p = run_skd(SKD, list(args[:2]) + ["-c", cls.cli_conf] + list(args[2:]), env=cls.hsm.env)
-        if p.returncode != 0:
-            raise AssertionError("skd %s: %r %r" % (" ".join(args), p.stdout, p.stderr))
+        cls.stack = KeyStack(SKD, pin=PIN, prefix="skdcallers-")
+        cls.addClassCleanup(cls.stack.close)
 
     @classmethod
     def add_tenants(cls, a=True, b=True):
         if a:
-            cls.skd_cli("tenant", "add", "--id", TENANT_A, "--account", ACCOUNT_A, "--networks",
-                        "%s/32,%s/32" % (IP1, IP2), "--endpoints", VPCE_A)
-            for iid, ip in ((I1, IP1), (I2, IP2)):
-                cls.skd_cli("instance", "add", "--tenant", TENANT_A, "--id", iid, "--ip", ip)
+            cls.stack.add_tenant(TENANT_A, ACCOUNT_A, "%s/32,%s/32" % (IP1, IP2), [(I1, IP1), (I2, IP2)],
+                                 endpoints=VPCE_A)
         if b:
-            cls.skd_cli("tenant", "add", "--id", TENANT_B, "--account", ACCOUNT_B, "--networks", IPB + "/32",
-                        "--verifier", "identity-document")
+            cls.stack.add_tenant(TENANT_B, ACCOUNT_B, IPB + "/32", verifier="identity-document")
 
     @classmethod
     def start_server(cls, extra=None):
-        config = skdtest.merge({"hsm": cls.hsm.hsm_section(), "store": {"path": cls.db}}, extra)
-        cls.srv = Server(SKD, config, env=cls.hsm.env)
-        cls.srv.__enter__()
-        p = curl("-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data-binary", '{"pin":"%s"}' % PIN,
-                 "http://127.0.0.1:%d/hsm-pin" % cls.srv.admin_port)
-        if p.stdout != b"204":
-            raise AssertionError("PUT /hsm-pin: %r %r\n%s" % (p.stdout, p.stderr, cls.srv.log()))
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = None
-        cls.dir = None
-        try:
-            cls._setup()
-        except BaseException:
-            cls._cleanup()
-            raise
-
-    @classmethod
-    def _cleanup(cls):
-        try:
-            if cls.srv is not None:
-                srv, cls.srv = cls.srv, None
-                srv.__exit__(None, None, None)  # raises on a bad exit, an ERROR line, a sanitizer report
-        finally:
-            if cls.dir:
-                shutil.rmtree(cls.dir, ignore_errors=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls._cleanup()
-
-    @classmethod
-    def tmp(cls, name):
-        with cls.counter_lock:
-            return os.path.join(cls.dir, "%d-%s" % (next(cls.counter), name))
-
-    @classmethod
-    def write(cls, name, data):
-        path = cls.tmp(name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
+        cls.srv = cls.stack.server(extra)
+        # Raises on a bad exit, an ERROR line, a sanitizer report.
+        cls.addClassCleanup(cls.srv.__exit__, None, None, None)
 
     # -- bodies and answers
 
@@ -252,9 +191,9 @@ class Stack:
     def unwrap(self, f):
         """The 32-byte secret of a wrapped_secret, decrypted with our RSA key by openssl."""
         md = OAEP_DIGEST[f["wrapped_secret_algorithm"]]
-        secret = openssl("pkeyutl", "-decrypt", "-inkey", FIX["rsa_pem"], "-in", self.write("w", f["wrapped_secret"]),
-                         "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:" + md,
-                         "-pkeyopt", "rsa_mgf1_md:" + md)
+        secret = openssl("pkeyutl", "-decrypt", "-inkey", FIX["rsa_pem"], "-in",
+                         self.stack.write("w", f["wrapped_secret"]), "-pkeyopt", "rsa_padding_mode:oaep",
+                         "-pkeyopt", "rsa_oaep_md:" + md, "-pkeyopt", "rsa_mgf1_md:" + md)
         self.assertEqual(len(secret), 32)
         return secret
 
@@ -262,8 +201,8 @@ class Stack:
         """A generate-secret answer: (encrypted_secret, secret); its signatures verified."""
         f = self.fields(r, GENERATE_FIELDS)
         for k in ("encrypted_secret", "wrapped_secret"):
-            p = run(["openssl", "dgst", "-sha256", "-verify", self.pub_pem, "-signature",
-                     self.write("sig", f[k + "_signature"]), self.write("blob", f[k])])
+            p = run(["openssl", "dgst", "-sha256", "-verify", self.stack.pub_pem, "-signature",
+                     self.stack.write("sig", f[k + "_signature"]), self.stack.write("blob", f[k])])
             self.assertEqual(p.returncode, 0, p.stderr)
         return f["encrypted_secret"], self.unwrap(f)
 
@@ -273,7 +212,7 @@ class Stack:
         """POST /v1/encryption/{instance}/{op} with curl from source address iface."""
         url = "http://127.0.0.1:%d/v1/encryption/%s/%s" % (self.srv.port, instance, op)
         args = ["-i", "-X", "POST", "--interface", iface, "-H", "Content-Type: application/json",
-                "--data-binary", "@" + self.write("body", body)]
+                "--data-binary", "@" + self.stack.write("body", body)]
         for h in headers:
             args += ["-H", h]
         p = curl(*(args + [url]))
@@ -338,7 +277,7 @@ class Stack:
         """The detached PKCS#7 signature (DER) of doc, made by openssl smime."""
         args = ["smime", "-sign", "-binary", "-noattr", "-outform", "DER", "-signer",
                 os.path.join(FIX["dir"], signer + ".pem"), "-inkey", os.path.join(FIX["dir"], signer + ".key"),
-                "-in", self.write("doc.json", doc)]
+                "-in", self.stack.write("doc.json", doc)]
         if not certs:
             args.append("-nocerts")
         return openssl(*args)
@@ -378,7 +317,7 @@ class Stack:
 class CallersTest(Stack, unittest.TestCase):
 
     @classmethod
-    def _setup(cls):
+    def setUpClass(cls):
         cls.make_stack()
         cls.add_tenants()
         cls.start_server({"limits": {"header_timeout_ms": HEADER_TIMEOUT_MS},
@@ -775,7 +714,7 @@ class NoIdentityTest(Stack, unittest.TestCase):
     """6. A tenant wanting identity documents on an skd without [identity]."""
 
     @classmethod
-    def _setup(cls):
+    def setUpClass(cls):
         cls.make_stack()
         cls.add_tenants()
         cls.start_server()

@@ -13,7 +13,6 @@ check is done by the openssl command."""
 import base64
 import concurrent.futures
 import http.client
-import itertools
 import json
 import os
 import re
@@ -24,7 +23,7 @@ import threading
 import unittest
 
 import skdtest
-from skdtest import SKD, Server, SoftHsm, assert_json_error, curl, run, run_skd
+from skdtest import SKD, KeyStack, Server, SoftHsm, assert_json_error, curl, run, run_skd
 
 PIN = "1234"
 TENANT = "vpc-0123456789abcdef0"
@@ -100,57 +99,14 @@ def minimal_positive(val):
 
 
 class Stack:
-    """What every class here shares: a temp dir, a SoftHSM token with skd's
-    keys (skd init), a CLI configuration, helpers around curl and openssl."""
+    """What every class here shares: cls.stack, a skdtest.KeyStack (a SoftHSM
+    token with skd's keys, a store, a CLI configuration, in a temp dir
+    removed by a class cleanup), helpers around curl and openssl."""
 
     @classmethod
     def make_stack(cls, pin=PIN):
-        cls.dir = tempfile.mkdtemp(prefix="skdkeys-")
-        cls.names = itertools.count()
-        cls.names_lock = threading.Lock()
-        cls.hsm = SoftHsm(cls.dir, pin=pin)
-        cls.objects_before_init = cls.hsm.object_files()
-        cls.db = os.path.join(cls.dir, "skd.db")
-        cls.cli_conf = os.path.join(cls.dir, "cli.conf")
-        with open(cls.cli_conf, "w") as f:
-            # The CLI never listens; the configuration just has to be valid.
-            f.write(skdtest.render_config({"public": {"listen": "127.0.0.1:1"}, "hsm": cls.hsm.hsm_section(),
-                                           "store": {"path": cls.db}}))
-        cls.pub_pem = os.path.join(cls.dir, "pub.pem")
-        p = run_skd(SKD, ["init", "-c", cls.cli_conf, "--public-key", cls.pub_pem], env=cls.hsm.env,
-                    input=(pin + "\n").encode())
-        if p.returncode != 0:
-            raise AssertionError("skd init: %r %r" % (p.stdout, p.stderr))
-        cls.objects_after_init = cls.hsm.object_files()
-
-    @classmethod
-    def skd_cli(cls, *args):
-        p = run_skd(SKD, list(args[:2]) + ["-c", cls.cli_conf] + list(args[2:]), env=cls.hsm.env)
-        if p.returncode != 0:
-            raise AssertionError("skd %s: %r %r" % (" ".join(args), p.stdout, p.stderr))
-
-    @classmethod
-    def add_tenant(cls, tenant, networks, instances):
-        cls.skd_cli("tenant", "add", "--id", tenant, "--account", ACCOUNT, "--networks", networks)
-        for iid, ip in instances:
-            cls.skd_cli("instance", "add", "--tenant", tenant, "--id", iid, "--ip", ip)
-
-    @classmethod
-    def server(cls, extra=None, **kw):
-        config = skdtest.merge({"hsm": cls.hsm.hsm_section(), "store": {"path": cls.db}}, extra)
-        return Server(SKD, config, env=cls.hsm.env, **kw)
-
-    @classmethod
-    def tmp(cls, name):
-        with cls.names_lock:
-            return os.path.join(cls.dir, "%d-%s" % (next(cls.names), name))
-
-    @classmethod
-    def write(cls, name, data):
-        path = cls.tmp(name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
+        cls.stack = KeyStack(SKD, pin=pin, prefix="skdkeys-")
+        cls.addClassCleanup(cls.stack.close)
 
     # -- HTTP through curl
 
@@ -162,7 +118,7 @@ class Stack:
         for h in headers:
             args += ["-H", h]
         if body is not None:
-            args += ["-H", "Content-Type: application/json", "--data-binary", "@" + self.write("body", body)]
+            args += ["-H", "Content-Type: application/json", "--data-binary", "@" + self.stack.write("body", body)]
         p = curl(*(args + [url]))
         self.assertIn(p.returncode, ok_codes, p.stderr)
         responses = skdtest.parse_responses(p.stdout)
@@ -171,7 +127,7 @@ class Stack:
 
     def put_pin(self, srv, pin, iface="127.0.0.1", host="127.0.0.1"):
         url = "http://%s:%d/hsm-pin" % (host, srv.admin_port)
-        p = curl("-i", "-X", "PUT", "--interface", iface, "--data-binary", "@" + self.write("pin", json.dumps(
+        p = curl("-i", "-X", "PUT", "--interface", iface, "--data-binary", "@" + self.stack.write("pin", json.dumps(
             {"pin": pin}).encode()), url)
         self.assertEqual(p.returncode, 0, p.stderr)
         return skdtest.parse_responses(p.stdout)[-1]
@@ -180,8 +136,8 @@ class Stack:
 
     def verify(self, blob, sig):
         """The signature verifies with openssl dgst against pub.pem from skd init."""
-        p = run(["openssl", "dgst", "-sha256", "-verify", self.pub_pem, "-signature", self.write("sig", sig),
-                 self.write("blob", blob)])
+        p = run(["openssl", "dgst", "-sha256", "-verify", self.stack.pub_pem, "-signature",
+                 self.stack.write("sig", sig), self.stack.write("blob", blob)])
         self.assertEqual(p.returncode, 0, "signature does not verify: %r %r" % (p.stdout, p.stderr))
         self.assertIn(b"Verified OK", p.stdout)
 
@@ -189,28 +145,18 @@ class Stack:
         """wrapped_secret decrypted with key's private part, OAEP with the named hash."""
         self.assertIn(algorithm, OAEP_DIGEST)
         md = OAEP_DIGEST[algorithm]
-        return openssl("pkeyutl", "-decrypt", "-inkey", self.keys[key]["pem"], "-in", self.write("wrapped", wrapped),
-                       "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:" + md,
-                       "-pkeyopt", "rsa_mgf1_md:" + md)
+        return openssl("pkeyutl", "-decrypt", "-inkey", self.keys[key]["pem"], "-in",
+                       self.stack.write("wrapped", wrapped), "-pkeyopt", "rsa_padding_mode:oaep",
+                       "-pkeyopt", "rsa_oaep_md:" + md, "-pkeyopt", "rsa_mgf1_md:" + md)
 
 
 class KeysTest(Stack, unittest.TestCase):
     """One skd with a logged-in token for the API cases (setUpClass), its
-    exit checked in tearDownClass (status 0 on SIGTERM, no ERROR line, no
+    exit checked in a class cleanup (status 0 on SIGTERM, no ERROR line, no
     sanitizer report)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = None
-        try:
-            cls.dir = None
-            cls._setup()
-        except BaseException:
-            cls._cleanup()
-            raise
-
-    @classmethod
-    def _setup(cls):
         tmpkeys = tempfile.mkdtemp(prefix="skdkeys-rsa-")
         try:
             # The RSA keys take a second or two each: made while the token is set up.
@@ -222,38 +168,20 @@ class KeysTest(Stack, unittest.TestCase):
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                      for k, a in specs.items()}
             cls.make_stack()
-            cls.add_tenant(TENANT, "%s/32,%s/32" % (IP1, IP2), [(I1, IP1), (I2, IP2)])
+            cls.stack.add_tenant(TENANT, ACCOUNT, "%s/32,%s/32" % (IP1, IP2), [(I1, IP1), (I2, IP2)])
             cls.keys = {}
             for k, p in procs.items():
                 _, err = p.communicate(timeout=120)
                 if p.returncode != 0:
                     raise AssertionError("openssl genpkey %s: %r" % (k, err))
-                pem = os.path.join(cls.dir, k + ".pem")
+                pem = os.path.join(cls.stack.dir, k + ".pem")
                 shutil.move(os.path.join(tmpkeys, k + ".pem"), pem)
                 der = openssl("pkey", "-in", pem, "-pubout", "-outform", "DER")
                 cls.keys[k] = {"pem": pem, "der": der, "b64": b64(der)}
         finally:
             shutil.rmtree(tmpkeys, ignore_errors=True)
-        cls.srv = cls.server()
-        cls.srv.__enter__()
-        p = curl("-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data-binary", '{"pin":"%s"}' % PIN,
-                 "http://127.0.0.1:%d/hsm-pin" % cls.srv.admin_port)
-        if p.stdout != b"204":
-            raise AssertionError("PUT /hsm-pin: %r %r\n%s" % (p.stdout, p.stderr, cls.srv.log()))
-
-    @classmethod
-    def _cleanup(cls):
-        try:
-            if cls.srv is not None:
-                srv, cls.srv = cls.srv, None
-                srv.__exit__(None, None, None)  # raises if the exit or the log is wrong
-        finally:
-            if cls.dir:
-                shutil.rmtree(cls.dir, ignore_errors=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls._cleanup()
+        cls.srv = cls.stack.server()
+        cls.addClassCleanup(cls.srv.__exit__, None, None, None)  # raises if the exit or the log is wrong
 
     # -- calls
 
@@ -330,11 +258,11 @@ class KeysTest(Stack, unittest.TestCase):
         self.assertRegex(obj["public_key"], B64)
         der = unb64(obj["public_key"])
         self.assertEqual(len(der), 120)
-        pem = openssl("pkey", "-pubin", "-inform", "DER", "-in", self.write("spki.der", der))
-        with open(self.pub_pem, "rb") as f:
+        pem = openssl("pkey", "-pubin", "-inform", "DER", "-in", self.stack.write("spki.der", der))
+        with open(self.stack.pub_pem, "rb") as f:
             self.assertEqual(pem, f.read())
-        text = openssl("pkey", "-pubin", "-inform", "DER", "-in", self.write("spki.der", der), "-text_pub",
-                       "-noout").decode()
+        text = openssl("pkey", "-pubin", "-inform", "DER", "-in", self.stack.write("spki.der", der),
+                       "-text_pub", "-noout").decode()
         self.assertRegex(text, r"secp384r1|P-384")
 
     def test_generate_secret(self):
@@ -464,7 +392,7 @@ class KeysTest(Stack, unittest.TestCase):
     # -- identity comes from the transport only
 
     def test_identity_fields_in_body_and_headers_ignored(self):
-        self.add_tenant(OTHER_TENANT, OTHER_IP + "/32", [(OTHER_INSTANCE, OTHER_IP)])
+        self.stack.add_tenant(OTHER_TENANT, ACCOUNT, OTHER_IP + "/32", [(OTHER_INSTANCE, OTHER_IP)])
         spoof_body = {"vpc_id": OTHER_TENANT, "ip": IP2, "instance_id": I2, "source_ip": IP2,
                       "account_id": "999999999999"}
         spoof_headers = ["X-Forwarded-For: %s" % IP2, "x-amzn-vpc-id: %s" % OTHER_TENANT, "X-Real-IP: %s" % IP2]
@@ -566,7 +494,7 @@ class KeysTest(Stack, unittest.TestCase):
         assert_json_error(self, self.post("generate-secret", I1, None, raw=fits), 400, BAD_RSA)
 
     def test_no_key_for_tenant(self):
-        self.add_tenant(NOKEY_TENANT, NOKEY_IP + "/32", [(NOKEY_INSTANCE, NOKEY_IP)])
+        self.stack.add_tenant(NOKEY_TENANT, ACCOUNT, NOKEY_IP + "/32", [(NOKEY_INSTANCE, NOKEY_IP)])
         f, secret = self.generate()  # a real blob, of tenant 1
         blob = f["encrypted_secret"]
         r = self.decrypt(blob, instance=NOKEY_INSTANCE, iface=NOKEY_IP)
@@ -597,7 +525,7 @@ class KeysTest(Stack, unittest.TestCase):
 
     def test_signatures_2000_canonical(self):
         n = 1000
-        sigdir = self.tmp("sigs")
+        sigdir = self.stack.tmp("sigs")
         os.mkdir(sigdir)
         conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=60, source_address=(IP1, 0))
         names = []
@@ -634,7 +562,7 @@ class KeysTest(Stack, unittest.TestCase):
         script = ('for i do if openssl dgst -sha256 -verify "$0" -signature "$i.sig" "$i.bin" >/dev/null 2>&1; '
                   'then echo "OK $i"; else echo "BAD $i"; fi; done')
         with open(os.path.join(sigdir, "list")) as fh:
-            p = subprocess.run(["xargs", "-P2", "-n", "100", "sh", "-c", script, self.pub_pem], stdin=fh,
+            p = subprocess.run(["xargs", "-P2", "-n", "100", "sh", "-c", script, self.stack.pub_pem], stdin=fh,
                                cwd=sigdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
         lines = p.stdout.decode().split("\n")
         ok = sorted(l[3:] for l in lines if l.startswith("OK "))
@@ -674,7 +602,7 @@ class KeysTest(Stack, unittest.TestCase):
     # -- one CMK under concurrent first calls
 
     def test_concurrent_first_calls_one_cmk(self):
-        self.add_tenant(RACE_TENANT, RACE_IP + "/32", [(RACE_INSTANCE, RACE_IP)])
+        self.stack.add_tenant(RACE_TENANT, ACCOUNT, RACE_IP + "/32", [(RACE_INSTANCE, RACE_IP)])
         n = 50
         barrier = threading.Barrier(n)
         results = [None] * n
@@ -732,14 +660,14 @@ class KeysTest(Stack, unittest.TestCase):
     # -- last: the token holds what skd init made, nothing more
 
     def test_zz_no_hsm_objects_left_behind(self):
-        self.assertEqual(len(self.objects_after_init) - len(self.objects_before_init), 4,
-                         (self.objects_before_init, self.objects_after_init))
+        self.assertEqual(len(self.stack.objects_after_init) - len(self.stack.objects_before_init), 4,
+                         (self.stack.objects_before_init, self.stack.objects_after_init))
         # Make sure every kind of call ran at least once in this class.
         f, secret = self.generate()
         self.assertEqual(self.decrypt_ok(f["encrypted_secret"]), secret)
         self.fields(self.convert(f["encrypted_secret"], source=I1), CONVERT_FIELDS)
         assert_json_error(self, self.decrypt(f["encrypted_secret"], volume=VOL2), 400, BAD_BLOB)
-        self.assertEqual(self.hsm.object_files(), self.objects_after_init)
+        self.assertEqual(self.stack.hsm.object_files(), self.stack.objects_after_init)
 
 
 class PinTest(Stack, unittest.TestCase):
@@ -750,17 +678,7 @@ class PinTest(Stack, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = None
-        try:
-            cls.make_stack(pin=cls.PIN)
-        except BaseException:
-            if cls.dir:
-                shutil.rmtree(cls.dir, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.make_stack(pin=cls.PIN)
 
     def assert_unhealthy(self, srv):
         self.assertEqual(self.curl_call("GET", "/healthcheck", srv=srv).status, 500)
@@ -773,7 +691,7 @@ class PinTest(Stack, unittest.TestCase):
             assert_json_error(self, r, 500, "Unhealthy")
 
     def test_pin_life_cycle(self):
-        with self.server() as srv:
+        with self.stack.server(pin=False) as srv:
             self.assert_unhealthy(srv)
             assert_json_error(self, self.put_pin(srv, self.WRONG), 400, "PIN was not accepted")
             self.assert_unhealthy(srv)
@@ -783,8 +701,9 @@ class PinTest(Stack, unittest.TestCase):
             self.assertEqual(self.curl_call("GET", "/healthcheck", srv=srv, port=srv.admin_port).status, 204)
             r = self.curl_call("GET", "/v1/public-signing-key", srv=srv)
             self.assertEqual(r.status, 200, r)
-            pem = openssl("pkey", "-pubin", "-inform", "DER", "-in", self.write("spki", unb64(r.json()["public_key"])))
-            with open(self.pub_pem, "rb") as f:
+            pem = openssl("pkey", "-pubin", "-inform", "DER", "-in",
+                          self.stack.write("spki", unb64(r.json()["public_key"])))
+            with open(self.stack.pub_pem, "rb") as f:
                 self.assertEqual(pem, f.read())
             # Past the health gate: no tenant is registered here, so 403.
             body = json.dumps({"rsa_wrapping_key": "AAAA", "volume_uuid": VOL}).encode()
@@ -797,9 +716,9 @@ class PinTest(Stack, unittest.TestCase):
             self.assertNotIn(pin, srv.final_log)
 
     def test_init_twice(self):
-        before = self.hsm.object_files()
-        pem2 = self.tmp("pub2.pem")
-        p = run_skd(SKD, ["init", "-c", self.cli_conf, "--public-key", pem2], env=self.hsm.env,
+        before = self.stack.hsm.object_files()
+        pem2 = self.stack.tmp("pub2.pem")
+        p = run_skd(SKD, ["init", "-c", self.stack.cli_conf, "--public-key", pem2], env=self.stack.hsm.env,
                     input=(self.PIN + "\n").encode())
         self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
         lines = p.stderr.decode().strip().split("\n")
@@ -808,10 +727,10 @@ class PinTest(Stack, unittest.TestCase):
         self.assertNotIn(self.PIN, p.stderr.decode())
         self.assertEqual(p.stdout, b"")
         self.assertFalse(os.path.exists(pem2))
-        self.assertEqual(self.hsm.object_files(), before)
+        self.assertEqual(self.stack.hsm.object_files(), before)
 
     def test_serve_without_keys_fails_closed(self):
-        fresh_dir = self.tmp("fresh")
+        fresh_dir = self.stack.tmp("fresh")
         os.mkdir(fresh_dir)
         fresh = SoftHsm(fresh_dir, pin=self.PIN)
         empty = fresh.object_files()
@@ -834,7 +753,7 @@ class PinTest(Stack, unittest.TestCase):
         addr = non_loopback_ipv4()
         if addr is None:
             self.skipTest("no non-loopback IPv4 address")
-        with self.server({"admin": {"listen": "0.0.0.0:{admin_port}"}}) as srv:
+        with self.stack.server({"admin": {"listen": "0.0.0.0:{admin_port}"}}, pin=False) as srv:
             r = self.put_pin(srv, self.PIN, iface=addr, host=addr)
             assert_json_error(self, r, 403)
             self.assertEqual(self.curl_call("GET", "/healthcheck", srv=srv).status, 500)
