@@ -30,6 +30,7 @@ test-asan: deps
 
 bench: build
 	./bench/http.sh $(BUILD)
+	./bench/keys.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,11 +1,13 @@
 /* hsm_ceiling: how many key-release operations the token itself sustains.
  *
  * The PKCS#11 work of one skd API call, done directly through skd's hsm
- * layer by N threads, with no HTTP, JSON, store or logging around it:
+ * layer by N threads, with no HTTP, JSON, store, logging or files around it:
  *   decrypt-secret  hsm_decrypt_secret + hsm_sign of the wrapped secret
  *   generate-secret hsm_generate_secret + hsm_sign of each of the two blobs
- * This is what skd does on the token per call today (keys/keys_api.c), so
- * the rate printed here is the ceiling for skd with worker_threads = N.
+ * plus, per call, --audit-signs more hsm_sign (default 1: skd signs one audit
+ * record per call, audit/audit.c; 0 for skd with SKD_BENCH_NO_AUDIT). This is
+ * what skd does on the token per call (keys/keys_api.c), so the rate printed
+ * here is the ceiling for skd with worker_threads = N.
  *
  * The user PIN is read from standard input. The CMK's EKT is made once with
  * hsm_create_ekt for --tenant, and the decrypt benchmark's encrypted_secret
@@ -14,8 +16,8 @@
  * and they are destroyed again.
  *
  * Output, one line per run (bench/keys.sh reads ops_per_s):
- *   hsm_ceiling: decrypt-secret threads=2 seconds=10.00 ops=15110 ops_per_s=1511.0 cpu_us_per_op=1290
- *                mean_us=1320 p50_us=1301 p99_us=2410
+ *   hsm_ceiling: decrypt-secret threads=2 audit_signs=1 seconds=10.00 ops=10940 ops_per_s=1094.0
+ *                cpu_us_per_op=1804 mean_us=1826 p50_us=1797 p99_us=2590
  * cpu_us_per_op is the process's CPU time (user + system, all threads) in
  * the measured window per operation: less sensitive to other load than
  * ops_per_s.
@@ -40,6 +42,7 @@ enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 typedef struct shared {
     hsm_t *h;
     enum op op;
+    int audit_signs;
     buf_t ekt;
     hsm_binding_t binding;
     buf_t rsa_spki;
@@ -99,6 +102,12 @@ static hsm_status_t one_op(shared_t *sh) {
     }
     if (st == HSM_OK && (wrapped.len == 0 || sig.len == 0))
         st = HSM_ERR_FAILED;
+    /* The audit record: about as long as skd's canonical JSON record. */
+    static const char record[768] = "{\"call\":{\"name\":\"decrypt-secret\"},\"event_version\":2}";
+    for (int i = 0; st == HSM_OK && i < sh->audit_signs; i++) {
+        sig.len = 0;
+        st = hsm_sign(sh->h, record, sizeof record, &sig);
+    }
     buf_free(&enc);
     buf_free(&wrapped);
     buf_free(&sig);
@@ -176,6 +185,8 @@ static void usage(FILE *to) {
             "  -u, --volume UUID      volume of the binding (default 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0)\n"
             "  -o, --op OP            decrypt (hsm_decrypt_secret + 1 hsm_sign, default) or\n"
             "                         generate (hsm_generate_secret + 2 hsm_sign)\n"
+            "  -a, --audit-signs N    more hsm_sign per call, for audit records (default 1, as skd;\n"
+            "                         0 as skd with SKD_BENCH_NO_AUDIT)\n"
             "  -n, --threads N        threads, each with its own session (default 2)\n"
             "  -s, --seconds S        measured time (default 10)\n"
             "  -w, --warmup S         unmeasured time before it (default 1)\n"
@@ -196,17 +207,18 @@ int main(int argc, char **argv) {
     const char *module = NULL, *token = NULL, *spki_path = NULL, *tenant = NULL;
     const char *instance = "i-0123456789abcdef0", *volume = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
     enum op op = OP_DECRYPT;
-    double threads_d = 2, seconds = 10, warmup = 1;
+    double threads_d = 2, seconds = 10, warmup = 1, audit_d = 1;
     static const struct option longopts[] = {
         {"module", required_argument, NULL, 'm'},   {"token", required_argument, NULL, 't'},
         {"rsa-spki", required_argument, NULL, 'k'}, {"tenant", required_argument, NULL, 'T'},
         {"instance", required_argument, NULL, 'i'}, {"volume", required_argument, NULL, 'u'},
         {"op", required_argument, NULL, 'o'},       {"threads", required_argument, NULL, 'n'},
         {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"audit-signs", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "m:t:k:T:i:u:o:n:s:w:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:k:T:i:u:o:a:n:s:w:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': module = optarg; break;
         case 't': token = optarg; break;
@@ -221,6 +233,12 @@ int main(int argc, char **argv) {
                 op = OP_GENERATE;
             else {
                 fprintf(stderr, "hsm_ceiling: --op is decrypt or generate\n");
+                return 2;
+            }
+            break;
+        case 'a':
+            if (positive(optarg, &audit_d) != 0 || audit_d > 16 || audit_d != (int)audit_d) {
+                fprintf(stderr, "hsm_ceiling: --audit-signs is a whole number from 0 to 16\n");
                 return 2;
             }
             break;
@@ -253,7 +271,7 @@ int main(int argc, char **argv) {
     }
     int nthreads = (int)threads_d;
 
-    shared_t sh = {.op = op, .binding = {tenant, instance, volume}};
+    shared_t sh = {.op = op, .audit_signs = (int)audit_d, .binding = {tenant, instance, volume}};
     buf_init(&sh.ekt, 0);
     buf_init(&sh.rsa_spki, 0);
     buf_init(&sh.encrypted_secret, 0);
@@ -348,11 +366,11 @@ int main(int argc, char **argv) {
     if (rc == 0) {
         qsort(all, k, sizeof *all, cmp_u32);
         double secs = (double)(t1 - t0) / 1e6;
-        printf("hsm_ceiling: %s threads=%d seconds=%.2f ops=%llu ops_per_s=%.1f cpu_us_per_op=%.0f mean_us=%.0f "
-               "p50_us=%u p99_us=%u\n",
-               op == OP_DECRYPT ? "decrypt-secret" : "generate-secret", nthreads, secs, (unsigned long long)ops,
-               (double)ops / secs, (double)(cpu1 - cpu0) / (double)ops, sum / (double)k, all[(k - 1) / 2],
-               all[(size_t)((double)(k - 1) * 0.99)]);
+        printf("hsm_ceiling: %s threads=%d audit_signs=%d seconds=%.2f ops=%llu ops_per_s=%.1f "
+               "cpu_us_per_op=%.0f mean_us=%.0f p50_us=%u p99_us=%u\n",
+               op == OP_DECRYPT ? "decrypt-secret" : "generate-secret", nthreads, sh.audit_signs, secs,
+               (unsigned long long)ops, (double)ops / secs, (double)(cpu1 - cpu0) / (double)ops, sum / (double)k,
+               all[(k - 1) / 2], all[(size_t)((double)(k - 1) * 0.99)]);
     }
     free(all);
     /* No session objects may be left behind. */
