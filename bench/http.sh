@@ -19,6 +19,9 @@
 # errors or non-2xx/3xx responses.
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
     echo "usage: $0 BUILD_DIR" >&2
     exit 2
@@ -32,11 +35,6 @@ REPEAT=${BENCH_REPEAT:-1}
 PIN=${BENCH_PIN:-1}
 WRK_THREADS=1
 WRK_CONNS=64
-
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
 
 [ -x "$SKD" ] || die "$SKD not found or not executable (build first: make build)"
 for tool in wrk nginx curl python3; do
@@ -62,25 +60,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/skd-bench.XXXXXX")
 SERVER_PID=""
 WRK_PID=""
 
-# Stops the server started last: SIGTERM, then SIGKILL after 5 s.
-stop_server() {
-    local pid=$SERVER_PID
-    [ -n "$pid" ] || return 0
-    SERVER_PID=""
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "bench: warning: pid $pid ignored SIGTERM; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -99,19 +78,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# Free loopback TCP ports (the kernel picks them; all held until all are known).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # Waits until http://127.0.0.1:PORT/healthcheck answers 204 (the server is up
 # and answers what we benchmark), or fails.
@@ -209,10 +175,6 @@ cpu_ticks() {
     awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
 
-# User + system clock ticks used so far by process PID.
-proc_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
 CLK_TCK=$(getconf CLK_TCK)
 
 # Percentage of CPU N that was busy between two cpu_ticks samples.
@@ -267,11 +229,6 @@ wrk_field() {
 # Median of the numbers given as arguments (the lower middle for an even count).
 median() {
     printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-# "347us", "4.54ms": a latency in µs for people.
-human_us() {
-    awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.2fms", v / 1000; else printf "%dus", v }'
 }
 
 # Benchmarks one server: start, warm up, measure, stop. Appends to the arrays

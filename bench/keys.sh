@@ -47,6 +47,9 @@
 # shellcheck disable=SC2034
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
     echo "usage: $0 BUILD_DIR" >&2
     exit 2
@@ -71,11 +74,6 @@ PIN=1234
 TENANT=vpc-0123456789abcdef0
 INSTANCE=i-0123456789abcdef0
 VOLUME=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
-
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
 
 [ -x "$SKD" ] || die "$SKD not found or not executable (build first: make build)"
 [ -x "$CEILING" ] || die "$CEILING not found or not executable (build first: make build)"
@@ -114,25 +112,6 @@ SERVER_PID=""
 WRK_PID=""
 CEIL_PID=""
 
-# Stops skd: SIGTERM, then SIGKILL after 5 s.
-stop_server() {
-    local pid=$SERVER_PID
-    [ -n "$pid" ] || return 0
-    SERVER_PID=""
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "bench: warning: pid $pid ignored SIGTERM; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -155,19 +134,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# Free loopback TCP ports (the kernel picks them; all held until all are known).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # ---- the stack ----
 
@@ -342,10 +308,6 @@ cpu_ticks() {
     awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
 
-# User + system clock ticks used so far by process PID (all its threads).
-proc_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
 CLK_TCK=$(getconf CLK_TCK)
 
 # Percentage of both CPUs together that was busy between two cpu_ticks samples.
@@ -416,11 +378,6 @@ wrk_rate() {
 # Median of the numbers given as arguments (the lower middle for an even count).
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-# "347us", "4.54ms": a latency in µs for people.
-human_us() {
-    awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.2fms", v / 1000; else printf "%dus", v }'
 }
 
 # Results, keyed "op,conns,round" (closed-loop sweep) and "op,round" (peak
