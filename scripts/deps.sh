@@ -10,6 +10,7 @@ libp11-kit-dev p11-kit softhsm2
 libjansson-dev libinih-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev
 curl jq procps python3
 wrk nginx-light
+knot-dnsutils knot dnsperf pebble uacme
 "
 
 missing=""

@@ -49,6 +49,9 @@ typedef struct http_request {
     bool complete;     /* the whole request (with body) has arrived */
     bool dispatched;   /* handed to ops->on_request */
     bool pending_work; /* a worker job refers to this request */
+    /* See http_request_on_abandon(). */
+    void (*on_abandon)(struct http_request *req, void *arg);
+    void *abandon_arg;
     const char *target;        /* request target as sent, NUL-terminated */
     const char *path;          /* target without the query, NUL-terminated */
     const char *query;         /* after '?', or NULL */
@@ -161,6 +164,11 @@ bool http_conn_idle(const http_conn_t *c);
 const char *http_request_header(const http_request_t *req, const char *name);
 const char *http_request_param(const http_request_t *req, const char *name);
 void http_request_free(http_request_t *req);
+/* For a handler that answers later without a worker job (a long-poll): cb
+ * runs once if the request ends before the handler answers it (timed out
+ * or its connection closed); from then on the handler must not touch req.
+ * Answering with http_respond() cancels the registration. */
+void http_request_on_abandon(http_request_t *req, void (*cb)(http_request_t *req, void *arg), void *arg);
 
 /* ---- responses ---- */
 http_response_t *http_response_new(int status);

@@ -252,8 +252,23 @@ static const llhttp_settings_t parser_settings = {
 
 /* ---- queue ---- */
 
+void http_request_on_abandon(http_request_t *req, void (*cb)(http_request_t *req, void *arg), void *arg) {
+    req->on_abandon = cb;
+    req->abandon_arg = arg;
+}
+
+/* The handler will not get to answer req: tell it (once). */
+static void abandon(http_request_t *req) {
+    void (*cb)(http_request_t *, void *) = req->on_abandon;
+    if (cb) {
+        req->on_abandon = NULL;
+        cb(req, req->abandon_arg);
+    }
+}
+
 /* The core is done with req: free it, or leave it to the worker job holding it. */
 static void release(http_request_t *req) {
+    abandon(req);
     if (req->pending_work) {
         req->conn = NULL;
         req->next = NULL;
@@ -537,8 +552,10 @@ void http_conn_tick(http_conn_t *c, uint64_t now_us) {
     c->now_us = now_us;
     c->in_call = true;
     http_request_t *r = oldest_unanswered(c);
-    if (r && now_us >= request_deadline(r, c->limits))
+    if (r && now_us >= request_deadline(r, c->limits)) {
+        abandon(r);
         http_respond_error(r, 503, "Request timed out");
+    }
     uint64_t d = read_deadline(c);
     if (d && now_us >= d) {
         if (c->phase == HTTP_PHASE_IDLE) {
@@ -604,6 +621,7 @@ void http_respond(http_request_t *req, http_response_t *resp) {
         return;
     }
     req->response = resp;
+    req->on_abandon = NULL; /* answered */
     if (c->in_call)
         return; /* advance() is running and serializes it */
     if (c->ops->now)

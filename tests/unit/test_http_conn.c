@@ -514,6 +514,38 @@ static void free_detaches_pending_work(void **state) {
     http_conn_init(&f->conn, &f->limits, &ops, f, 1); /* for teardown */
 }
 
+static void count_abandon(http_request_t *req, void *arg) {
+    (void)req;
+    (*(int *)arg)++;
+}
+
+/* A long-poll handler learns when its request ends without its answer. */
+static void abandon_on_close_timeout_not_on_answer(void **state) {
+    fixture_t *f = *state;
+    f->auto_answer = false;
+    int closed = 0, timed_out = 0, answered = 0;
+    feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n", 1000000);
+    assert_int_equal(f->nseen, 2);
+    http_request_on_abandon(f->seen[0], count_abandon, &answered);
+    http_request_on_abandon(f->seen[1], count_abandon, &closed);
+    http_respond_empty(f->seen[0], 204);
+    free(take_out(f));
+    assert_int_equal(answered, 0);
+    http_conn_free(&f->conn); /* /2 is dropped unanswered */
+    assert_int_equal(closed, 1);
+    http_conn_init(&f->conn, &f->limits, &ops, f, 1);
+
+    f->nseen = 0;
+    feed(f, "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n", 1000000);
+    http_request_on_abandon(f->seen[0], count_abandon, &timed_out);
+    http_conn_tick(&f->conn, 4000000);
+    assert_int_equal(timed_out, 1);
+    char *out = take_out(f);
+    assert_non_null(strstr(out, "HTTP/1.1 503 "));
+    free(out);
+    assert_int_equal(timed_out, 1); /* once, although the request is freed after */
+}
+
 static void eof_after_answers_drops_partial(void **state) {
     fixture_t *f = *state;
     feed(f, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost:", 1);
@@ -595,6 +627,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(output_limit_pauses_parsing, setup, teardown),
         cmocka_unit_test_setup_teardown(eof_with_unanswered_request_drops_it, setup, teardown),
         cmocka_unit_test_setup_teardown(request_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(abandon_on_close_timeout_not_on_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(free_detaches_pending_work, setup, teardown),
         cmocka_unit_test_setup_teardown(eof_after_answers_drops_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_stop, setup, teardown),
