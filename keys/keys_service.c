@@ -150,18 +150,15 @@ static bool healthy(void *ctx) {
     return ((keys_service_t *)ctx)->ready;
 }
 
-int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg) {
+int keys_service_init(keys_service_t *ks, server_t *s, store_t *store, const config_t *cfg) {
     memset(ks, 0, sizeof *ks);
     ks->server = s;
     char err[512];
-    if (!cfg->store_path) {
+    if (!store) {
         log_error("%s: [hsm] needs [store] path (tenants and their keys live there)", cfg->path);
         return -1;
     }
-    if (!(ks->store = store_open_sqlite(cfg->store_path, err, sizeof err))) {
-        log_error("store: %s", err);
-        return -1;
-    }
+    ks->store = store;
     if (cfg->identity_signer_certs &&
         identity_load(&ks->identity, cfg->identity_signer_certs, err, sizeof err) != 0) {
         log_error("%s: [identity] %s", cfg->path, err);
@@ -217,7 +214,5 @@ void keys_service_free(keys_service_t *ks) {
     audit_close(ks->audit);
     hsm_close(ks->hsm);
     identity_free(&ks->identity);
-    if (ks->store)
-        store_close(ks->store);
     memset(ks, 0, sizeof *ks);
 }

@@ -22,7 +22,7 @@
 typedef struct keys_service {
     server_t *server;
     hsm_t *hsm;
-    store_t *store;
+    store_t *store; /* serve's; not owned */
     audit_t *audit; /* NULL only in benchmarks (SKD_BENCH_NO_AUDIT=1) */
     identity_verifier_t identity; /* signers empty without [identity] */
     bool ready;     /* logged in, keys loaded */
@@ -33,8 +33,9 @@ typedef struct keys_service {
     char *public_key_json; /* {"public_key": "..."} once ready */
 } keys_service_t;
 
-/* Opens the token of cfg's [hsm] section and adds the routes. */
-int keys_service_init(keys_service_t *ks, server_t *s, const config_t *cfg);
+/* Opens the token of cfg's [hsm] section and adds the routes; store is
+ * serve's (it outlives the service). */
+int keys_service_init(keys_service_t *ks, server_t *s, store_t *store, const config_t *cfg);
 /* Adds the key-release routes (keys_api.c). */
 int keys_api_add_routes(keys_service_t *ks);
 /* Zeroes the secrets and closes the token (after the loop has stopped). */

@@ -9,6 +9,7 @@
 
 #include "../common/log.h"
 #include "../keys/keys_service.h"
+#include "../store/store.h"
 #include "config.h"
 
 /* Each connection needs a descriptor: raise the soft limit to the hard one. */
@@ -51,10 +52,13 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
     keys_install_secure_json_alloc();
     server_t *server = malloc(sizeof *server);
     keys_service_t keys = {0};
+    store_t *store = NULL;
     int rc = 1;
     if (!server || server_init(server, &loop, &cfg) != 0 || (setup && setup(server, arg) != 0)) {
         log_error("cannot set up the server: out of memory");
-    } else if (cfg.hsm_module && keys_service_init(&keys, server, &cfg) != 0) {
+    } else if (cfg.store_path && !(store = store_open_sqlite(cfg.store_path, err, sizeof err))) {
+        log_error("store: %s", err);
+    } else if (cfg.hsm_module && keys_service_init(&keys, server, store, &cfg) != 0) {
         log_error("cannot start without the HSM");
     } else if (server_start(server) == 0) {
         log_info("skd %s ready: %u worker threads, at most %zu connections", SKD_VERSION, cfg.worker_threads,
@@ -78,6 +82,7 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
     if (uv_loop_close(&loop) != 0)
         log_error("event loop closed with handles still open");
     keys_service_free(&keys);
+    store_close(store);
     if (server)
         server_free(server);
     free(server);
