@@ -2,12 +2,14 @@
  * operation that passed authentication, durable before the answer leaves.
  * The format is audit/FORMAT.md.
  *
- * audit_record() blocks (HSM signature, file writes, fsync): call it on a
- * worker thread. Concurrent calls share fsyncs (group commit): within a
- * tenant, records are signed in chain order, and one caller writes all the
- * records waiting at that moment (temporary files, fsync, rename in order,
- * one directory fsync) while the others wait for it. If writing fails, the
- * call fails (no audit, no secret) and the chain goes back to its last
+ * audit_submit() signs the event (unless another thread is signing for the
+ * tenant: then it only queues it) and returns without waiting for the disk,
+ * so that a worker goes back to the HSM: records are signed per tenant in
+ * chain order (tenants in parallel), a writer
+ * thread makes them durable in batches (group commit: temporary files
+ * written and synced, renamed in order, one directory fsync per tenant and
+ * batch), and the outcome comes back on the loop thread. If writing fails,
+ * the call fails (no audit, no secret) and the chain goes back to its last
  * durable record, so numbers have no gap and are never reused.
  * Nothing here may hold a secret: RSA keys appear as fingerprints, blobs as
  * hashes. */
@@ -16,6 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "../hsm/hsm.h"
 
@@ -39,8 +43,11 @@ typedef struct audit_event {
 } audit_event_t;
 
 /* Records go under dir/<tenant>/. Tenants' chains are recovered from disk
- * at their first record. hsm signs; node names this skd in records. */
-audit_t *audit_open(const char *dir, hsm_t *hsm, char *err, size_t err_len);
+ * at their first record. hsm signs; node names this skd in records;
+ * outcomes run on loop. */
+audit_t *audit_open(const char *dir, hsm_t *hsm, uv_loop_t *loop, char *err, size_t err_len);
+/* After the loop has stopped: records already submitted are still written,
+ * and their outcomes run here. */
 void audit_close(audit_t *a);
 
 /* Recovers and checks the chain of every tenant directory now (needs the
@@ -48,9 +55,13 @@ void audit_close(audit_t *a);
  * tenants' calls fail until an operator repairs them). Blocks. */
 int audit_recover_all(audit_t *a);
 
+/* On the loop thread: status 0 once the record is durable (seq is its
+ * number), -1 if it could not be made durable: the call must then fail. */
+typedef void (*audit_done_fn)(int status, uint64_t seq, void *arg);
+
 /* Makes ev durable (also under tenant_dir/<tenant>/ when tenant_dir is not
- * NULL); sets *seq. 0, or -1 if the record could not be made durable: the
- * call must then fail. */
-int audit_record(audit_t *a, const audit_event_t *ev, const char *tenant_dir, uint64_t *seq);
+ * NULL), then calls done. Any thread; ev must stay valid until done runs.
+ * Returns -1 (and done is not called) when the event cannot be queued. */
+int audit_submit(audit_t *a, const audit_event_t *ev, const char *tenant_dir, audit_done_fn done, void *arg);
 
 #endif

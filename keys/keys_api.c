@@ -59,6 +59,13 @@ typedef struct keys_job {
     char volume_uuid[40];
     char source_instance_id[STORE_INSTANCE_ID_SIZE];
     audit_event_t ev;
+    /* The answer waits for both the job and its audit record (loop thread). */
+    bool audit_submitted;
+    bool audited;
+    int audit_status;
+    uint64_t audit_seq;
+    bool job_done;
+    http_request_t *req; /* held between the two, NULL if gone */
 } keys_job_t;
 
 static uint64_t wall_us(void) {
@@ -325,6 +332,32 @@ done:
     buf_free(&rsa), buf_free(&blob), buf_free(&enc), buf_free(&wrapped);
 }
 
+static void keys_audited(int status, uint64_t seq, void *arg);
+
+static void discard_response(keys_job_t *job) {
+    if (job->response)
+        OPENSSL_cleanse(job->response, strlen(job->response));
+    free(job->response);
+    job->response = NULL;
+}
+
+/* {"...":...} -> {"...":...,"audit_seq":N} */
+static int add_audit_seq(keys_job_t *job) {
+    size_t len = strlen(job->response);
+    char tail[40];
+    int n = snprintf(tail, sizeof tail, ",\"audit_seq\":%llu}", (unsigned long long)job->audit_seq);
+    char *grown = malloc(len + (size_t)n);
+    if (len < 2 || job->response[len - 1] != '}' || !grown) {
+        free(grown);
+        return -1;
+    }
+    memcpy(grown, job->response, len - 1);
+    memcpy(grown + len - 1, tail, (size_t)n + 1);
+    discard_response(job);
+    job->response = grown;
+    return 0;
+}
+
 static void keys_work(void *arg) {
     keys_job_t *job = arg;
     job->ev.op_start_us = wall_us();
@@ -354,42 +387,69 @@ static void keys_work(void *arg) {
     ev->result = job->status == 200 ? "Succeed" : "Failed";
     ev->failure_reason = job->message;
     ev->op_end_us = wall_us();
-    uint64_t seq = 0;
+    /* Every answer after authentication names its record: audit_seq is
+     * added once the record is durable (keys_audited). */
     json_t *answer = job->answer;
     job->answer = NULL;
-    if (job->ks->audit && audit_record(job->ks->audit, ev, job->tenant.audit_dir, &seq) != 0) {
-        /* No audit, no secret. */
-        json_decref(answer);
+    if (!answer)
+        answer = json_pack("{s:s}", "message", job->message);
+    job->response = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (!job->response) {
         fail(job, 500, MSG_INTERNAL);
         return;
     }
-    /* Every answer after authentication names its record. */
-    if (!answer)
-        answer = json_pack("{s:s}", "message", job->message);
-    if (answer && job->ks->audit)
-        json_object_set_new(answer, "audit_seq", json_integer((json_int_t)seq));
-    job->response = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
-    json_decref(answer);
-    if (!job->response)
+    if (!job->ks->audit)
+        return;
+    /* No audit, no secret: the answer waits for the record; the worker does not. */
+    job->audit_submitted = true;
+    if (audit_submit(job->ks->audit, ev, job->tenant.audit_dir, keys_audited, job) != 0) {
+        job->audit_submitted = false;
         fail(job, 500, MSG_INTERNAL);
+        discard_response(job);
+    }
 }
 
-static void keys_done(int status, http_request_t *req, void *arg) {
-    keys_job_t *job = arg;
-    if (status == 0) {
+static void keys_finish(keys_job_t *job, http_request_t *req) {
+    if (job->audit_submitted && (job->audit_status != 0 || add_audit_seq(job) != 0)) {
+        fail(job, 500, MSG_INTERNAL);
+        discard_response(job);
+    }
+    if (req) {
         if (job->response)
             http_respond_json(req, job->status, job->response, strlen(job->response));
         else
             http_respond_error(req, job->status, job->message);
     }
-    if (job->response)
-        OPENSSL_cleanse(job->response, strlen(job->response));
-    free(job->response);
+    discard_response(job);
     buf_free_secure(&job->body);
     store_tenant_clear(&job->tenant);
     free(job->identity_document);
     free(job->identity_signature);
     free(job);
+}
+
+static void keys_done(int status, http_request_t *req, void *arg) {
+    keys_job_t *job = arg;
+    if (status != 0)
+        req = NULL;
+    if (job->audit_submitted && !job->audited) {
+        job->job_done = true;
+        job->req = req;
+        if (req)
+            worker_hold_request(req);
+        return;
+    }
+    keys_finish(job, req);
+}
+
+static void keys_audited(int status, uint64_t seq, void *arg) {
+    keys_job_t *job = arg;
+    job->audited = true;
+    job->audit_status = status;
+    job->audit_seq = seq;
+    if (job->job_done)
+        keys_finish(job, job->req ? worker_release_request(job->req) : NULL);
 }
 
 static int addr_text(const struct sockaddr_storage *a, char *out, size_t len) {

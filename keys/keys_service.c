@@ -179,7 +179,7 @@ int keys_service_init(keys_service_t *ks, server_t *s, store_t *store, const con
             const char *slash = strrchr(cfg->store_path, '/');
             snprintf(dir, sizeof dir, "%.*saudit", slash ? (int)(slash - cfg->store_path + 1) : 0, cfg->store_path);
         }
-        if (!(ks->audit = audit_open(dir, ks->hsm, err, sizeof err))) {
+        if (!(ks->audit = audit_open(dir, ks->hsm, s->loop, err, sizeof err))) {
             log_error("audit: %s", err);
             return -1;
         }

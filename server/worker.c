@@ -23,20 +23,26 @@ static void run_job(uv_work_t *w) {
     job->fn(job->arg);
 }
 
+void worker_hold_request(http_request_t *req) {
+    req->pending_work = true;
+}
+
+http_request_t *worker_release_request(http_request_t *req) {
+    req->pending_work = false;
+    if (!req->conn) {
+        /* The connection let go of it when it closed: ours to free. */
+        http_request_free(req);
+        return NULL;
+    }
+    return req->response ? NULL : req; /* answered meanwhile (timed out) */
+}
+
 static void finish_job(uv_work_t *w, int status) {
     worker_job_t *job = w->data;
     job->pool->metrics->worker_queue_depth--;
     job->pool->metrics->worker_jobs_total++;
     if (job->req) {
-        http_request_t *req = job->req;
-        req->pending_work = false;
-        if (!req->conn) {
-            /* The connection let go of it when it closed: ours to free. */
-            http_request_free(req);
-            req = NULL;
-        } else if (req->response) {
-            req = NULL; /* answered meanwhile (timed out) */
-        }
+        http_request_t *req = worker_release_request(job->req);
         job->request_done(req && status == 0 ? 0 : UV_ECANCELED, req, job->arg);
     } else {
         job->done(status, job->arg);

@@ -28,6 +28,13 @@ typedef void (*worker_request_done_fn)(int status, http_request_t *req, void *ar
 void worker_pool_init(worker_pool_t *pool, uv_loop_t *loop, size_t max_queued, metrics_t *metrics);
 /* Returns 0, or UV_EBUSY when the queue is full (done is then not called). */
 int worker_submit(worker_pool_t *pool, worker_fn work, worker_done_fn done, void *arg);
+/* For an answer that comes after the job's done (e.g. once its audit record
+ * is durable): hold keeps req alive (its connection detaches it instead of
+ * freeing it); release ends the hold and returns req if it can still be
+ * answered, else NULL (freed if its connection is gone). Loop thread only. */
+void worker_hold_request(http_request_t *req);
+http_request_t *worker_release_request(http_request_t *req);
+
 int worker_submit_for_request(worker_pool_t *pool, http_request_t *req, worker_fn work, worker_request_done_fn done,
                               void *arg);
 
