@@ -11,6 +11,7 @@ libjansson-dev libinih-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev
 curl jq procps python3
 wrk nginx-light
 knot-dnsutils knot dnsperf pebble uacme
+cryptsetup-bin libcryptsetup-dev
 "
 
 missing=""
