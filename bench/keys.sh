@@ -27,6 +27,11 @@
 #                  (one more hsm_sign, files fsynced before the answer) and the
 #                  ceiling does one more hsm_sign per call; 0: skd runs with
 #                  SKD_BENCH_NO_AUDIT=1 and the ceiling without that signature
+#   BENCH_AUDIT_COST  1 (default): part 3, per operation and round, skd with
+#                  audit off and on at part 1's best concurrency and the
+#                  ceiling without and with the record's signature; prints
+#                  the audit's cost per call against its one extra signature
+#                  (goal: at most 1.1 times); 0: skip it
 #   BENCH_AUDIT_DIR  where the audit records go (default: the temporary
 #                  directory, under TMPDIR or /tmp); e.g. /dev/shm to take the
 #                  disk out of the measurement. A new directory per skd start,
@@ -68,6 +73,7 @@ CONNS=${BENCH_CONNS:-1 2 4 8 16 32}
 OPS=${BENCH_OPS:-decrypt generate}
 LOGGING=${BENCH_LOG:-1}
 AUDIT=${BENCH_AUDIT:-1}
+AUDIT_COST=${BENCH_AUDIT_COST:-1}
 MODULE=${BENCH_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 TOKEN_LABEL=skd-bench
 PIN=1234
@@ -87,6 +93,7 @@ done
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive whole number"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS must be a positive whole number"
 [[ $AUDIT =~ ^[01]$ ]] || die "BENCH_AUDIT must be 0 or 1"
+[[ $AUDIT_COST =~ ^[01]$ ]] || die "BENCH_AUDIT_COST must be 0 or 1"
 read -r -a CONNS <<<"$CONNS"
 read -r -a OPS <<<"$OPS"
 [ ${#CONNS[@]} -gt 0 ] || die "BENCH_CONNS is empty"
@@ -385,6 +392,7 @@ median() {
 declare -A RPS P50 P99 CPUOP BUSY PEAK_C RATIO
 declare -A PEAK PEAK_CPU HALF_RATE HALF_RPS HALF_P50 HALF_P99 HALF_BUSY
 declare -A CEIL_RPS CEIL_CPU CEIL_P50 CEIL_P99
+declare -A AC_RPS AC_CPU AC_RATIO AC_CPU_RATIO
 
 # measure OP CONNS RATE OUT: one measured wrk run against the running skd.
 # Sets M_RPS, M_P50, M_P99, M_BUSY (% of both CPUs) and M_CPUOP (skd's CPU
@@ -455,9 +463,10 @@ skd_peak() {
 }
 
 # Part 2, the token's side of one pair, skd stopped: the same PKCS#11 work per
-# operation in WORKERS threads (bench/hsm_ceiling).
+# operation in WORKERS threads (bench/hsm_ceiling); results under KEY
+# (default "OP,ROUND").
 ceiling() {
-    local op=$1 round=$2 out=$TMP/ceiling-$1-$2.txt
+    local op=$1 round=$2 key=${3:-$1,$2} out=$TMP/ceiling-${3:-$1,$2}.txt
     echo "$PIN" | "$CEILING" --module "$MODULE" --token "$TOKEN_LABEL" --rsa-spki "$TMP/rsa.der" \
         --tenant "$TENANT" --instance "$INSTANCE" --volume "$VOLUME" --op "$op" --threads "$WORKERS" \
         --audit-signs "$AUDIT" --seconds "$DURATION" --warmup "$WARMUP" >"$out" 2>&1 &
@@ -472,10 +481,39 @@ ceiling() {
     if [ "${BENCH_VERBOSE:-0}" = 1 ]; then
         cat "$out"
     fi
-    CEIL_RPS[$op,$round]=$(kv hsm_ceiling: ops_per_s "$out" | awk '{ printf "%.0f", $1 }')
-    CEIL_CPU[$op,$round]=$(kv hsm_ceiling: cpu_us_per_op "$out")
-    CEIL_P50[$op,$round]=$(kv hsm_ceiling: p50_us "$out")
-    CEIL_P99[$op,$round]=$(kv hsm_ceiling: p99_us "$out")
+    CEIL_RPS[$key]=$(kv hsm_ceiling: ops_per_s "$out" | awk '{ printf "%.0f", $1 }')
+    CEIL_CPU[$key]=$(kv hsm_ceiling: cpu_us_per_op "$out")
+    CEIL_P50[$key]=$(kv hsm_ceiling: p50_us "$out")
+    CEIL_P99[$key]=$(kv hsm_ceiling: p99_us "$out")
+}
+
+# Part 3, one round of one operation: what the audit costs. skd with audit
+# off and on at the same concurrency, and the ceiling without and with the
+# record's signature, in the same round (the order flips every round).
+# The audit's cost per call (capacity time: 1e6 / ops/s, both cores) is
+# compared with the cost of its one extra signature in the ceiling.
+audit_cost() {
+    local op=$1 round=$2 c=${PEAK_C[$1]} saved=$AUDIT a
+    local order=(0 1)
+    [ $((round % 2)) = 1 ] || order=(1 0)
+    for a in "${order[@]}"; do
+        AUDIT=$a
+        start_skd
+        warm_up "$op" "$c"
+        measure "$op" "$c" 0 "$TMP/wrk-$op-audit$a-$round.txt"
+        stop_server
+        check_audit
+        AC_RPS[$op,$a,$round]=$M_RPS
+        AC_CPU[$op,$a,$round]=$M_CPUOP
+        ceiling "$op" "$round" "$op,a$a,$round"
+    done
+    AUDIT=$saved
+    AC_RATIO[$op,$round]=$(awk -v on="${AC_RPS[$op,1,$round]}" -v off="${AC_RPS[$op,0,$round]}" \
+        -v c1="${CEIL_RPS[$op,a1,$round]}" -v c0="${CEIL_RPS[$op,a0,$round]}" \
+        'BEGIN { s = 1e6 / c1 - 1e6 / c0; printf "%.2f", (on > 0 && off > 0 && s > 0 ? (1e6 / on - 1e6 / off) / s : 99) }')
+    AC_CPU_RATIO[$op,$round]=$(awk -v on="${AC_CPU[$op,1,$round]}" -v off="${AC_CPU[$op,0,$round]}" \
+        -v c1="${CEIL_CPU[$op,a1,$round]}" -v c0="${CEIL_CPU[$op,a0,$round]}" \
+        'BEGIN { s = c1 - c0; printf "%.2f", (s > 0 ? (on - off) / s : 99) }')
 }
 
 # Values of array NAME for keys PREFIX,1 .. PREFIX,REPEAT.
@@ -561,6 +599,15 @@ for round in $(seq "$REPEAT"); do
     done
 done
 
+# Part 3: the audit's cost against its one extra signature.
+if [ "$AUDIT_COST" = 1 ]; then
+    for round in $(seq "$REPEAT"); do
+        for op in "${OPS[@]}"; do
+            audit_cost "$op" "$round"
+        done
+    done
+fi
+
 for op in "${OPS[@]}"; do
     echo
     echo "$op-secret, skd worker_threads = $WORKERS, closed loop:"
@@ -603,4 +650,17 @@ for op in "${OPS[@]}"; do
     done
     printf '  closed loop nearest half the peak: c=%s, %s ops/s, p99 %s\n' "$best_c" "$(med RPS "$op,$best_c")" \
         "$(human_us "$(med P99 "$op,$best_c")")"
+    if [ "$AUDIT_COST" = 1 ]; then
+        c=${PEAK_C[$op]}
+        off=$(med AC_RPS "$op,0") on=$(med AC_RPS "$op,1") c0=$(med CEIL_RPS "$op,a0") c1=$(med CEIL_RPS "$op,a1")
+        printf '  audit cost      at c=%s: skd %s ops/s audit off, %s on; ceiling %s without the record signature, %s with%s\n' \
+            "$c" "$off" "$on" "$c0" "$c1" "$(runs AC_RATIO "$op")"
+        ratio=$(med AC_RATIO "$op")
+        verdict=$(awk -v r="$ratio" 'BEGIN { print (r <= 1.1 ? "goal <= 1.1 met" : "above the 1.1 goal") }')
+        printf '  audit/signature %6s (time per call the audit adds to skd over the time one signature adds to the ceiling; %s)\n' \
+            "$ratio" "$verdict"
+        printf '  same in CPU     %6s (skd cpu/op %sus off, %sus on; ceiling %sus, %sus)%s\n' "$(med AC_CPU_RATIO "$op")" \
+            "$(med AC_CPU "$op,0")" "$(med AC_CPU "$op,1")" "$(med CEIL_CPU "$op,a0")" "$(med CEIL_CPU "$op,a1")" \
+            "$(runs AC_CPU_RATIO "$op")"
+    fi
 done
