@@ -21,6 +21,7 @@
 
 #include "../common/base64.h"
 #include "../common/log.h"
+#include "../server/client_addr.h"
 #include "../server/conn.h"
 #include "../store/store.h"
 #include "keys_service.h"
@@ -452,44 +453,16 @@ static void keys_audited(int status, uint64_t seq, void *arg) {
         keys_finish(job, job->req ? worker_release_request(job->req) : NULL);
 }
 
-static int addr_text(const struct sockaddr_storage *a, char *out, size_t len) {
-    const void *addr = a->ss_family == AF_INET ? (const void *)&((const struct sockaddr_in *)a)->sin_addr
-                                               : (const void *)&((const struct sockaddr_in6 *)a)->sin6_addr;
-    char text[64];
-    if ((a->ss_family != AF_INET && a->ss_family != AF_INET6) || !inet_ntop(a->ss_family, addr, text, sizeof text))
-        return -1;
-    return ip_normalize(text, out, len);
-}
-
-/* The caller's address and tenant hints come from the transport only: the
- * socket, a PROXY v2 header from a configured load balancer (conn.c), or
- * the forwarding headers of a configured trusted proxy. Never the body. */
+/* The caller's address and tenant hints come from the transport only
+ * (client_addr.h). */
 static int caller_from_transport(keys_service_t *ks, http_request_t *req, keys_job_t *job) {
     const conn_t *c = req->conn->owner;
     const config_t *cfg = ks->server->cfg;
-    if (addr_text(&c->client_addr, job->peer_ip, sizeof job->peer_ip) != 0)
+    if (client_addr_of(req, cfg, job->peer_ip, sizeof job->peer_ip) != 0)
         return -1;
     snprintf(job->vpce_id, sizeof job->vpce_id, "%s", c->vpce_id);
-    char peer[STORE_IP_SIZE];
-    unsigned char raw[16];
-    if (!cfg->trusted_proxies_count || addr_text(&c->peer_addr, peer, sizeof peer) != 0)
-        return 0;
-    int family = strchr(peer, ':') ? AF_INET6 : AF_INET;
-    if (inet_pton(family, peer, raw) != 1 ||
-        !cidr_list_contains(cfg->trusted_proxies, cfg->trusted_proxies_count, family, raw))
-        return 0; /* not a trusted proxy: its headers mean nothing */
-    const char *xff = http_request_header(req, "X-Forwarded-For");
-    if (xff) {
-        /* The last address is the one the trusted proxy saw connecting. */
-        const char *last = strrchr(xff, ',');
-        last = last ? last + 1 : xff;
-        while (*last == ' ')
-            last++;
-        if (ip_normalize(last, job->peer_ip, sizeof job->peer_ip) != 0)
-            return -1;
-    }
     const char *vpc = http_request_header(req, "x-amzn-vpc-id");
-    if (vpc) {
+    if (vpc && client_from_trusted_proxy(c, cfg)) {
         if (!store_valid_tenant_id(vpc))
             return -1;
         snprintf(job->vpc_hint, sizeof job->vpc_hint, "%s", vpc);

@@ -7,11 +7,15 @@ BUILD=${1:-build}
 VAR=${SKD_VAR:-var}
 PUBLIC=127.0.0.1:8080
 ADMIN=127.0.0.1:8081
+DNS=127.0.0.1:5353
+KVPSYNC=127.0.0.1:5354
+ZONE=sk.test.
 TENANT=vpc-0123456789abcdef0
 # The demo token's PIN. A real deployment types its PIN into the admin API
 # (PUT /hsm-pin); skd never reads it from a file.
 DEMO_PIN=1234
 SKD="$BUILD/skd"
+SKDNS="$BUILD/skdns"
 
 mkdir -p "$VAR"
 VAR_ABS=$(cd "$VAR" && pwd)
@@ -36,8 +40,39 @@ path = $VAR_ABS/skd.db
 [log]
 level = info
 access_log = true
+
+[installations]
+zone = $ZONE
+
+[kvpsend]
+sender_id = 1
+receiver = dns1 $KVPSYNC $VAR_ABS/dns/dns1.psk
 CONF
     echo "run: created $VAR/skd.conf"
+fi
+
+# The key skd's kvpsend shares with skdns's kvpsync receiver, and skdns's config.
+mkdir -p "$VAR/dns"
+if [ ! -f "$VAR/dns/dns1.psk" ]; then
+    (umask 077 && openssl rand -hex 32 > "$VAR/dns/dns1.psk")
+fi
+if [ ! -f "$VAR/skdns.conf" ]; then
+    cat > "$VAR/skdns.conf" <<CONF
+; Demo configuration written by scripts/run.sh; every option: skdns/skdns.conf.example.
+[dns]
+listen = $DNS
+zone = $ZONE
+ns = ns1.$ZONE ${DNS%:*}
+caa_issue = pebble.test
+
+[kvpsync]
+listen = $KVPSYNC
+sender = 1 $VAR_ABS/dns/dns1.psk
+
+[log]
+level = info
+CONF
+    echo "run: created $VAR/skdns.conf"
 fi
 
 # A SoftHSM token of our own under ./var, with skd's keys made by skd init.
@@ -61,15 +96,18 @@ mkdir -p "$VAR/sk"
 echo "http://$PUBLIC/v1" > "$VAR/sk/api_url"
 cp "$VAR/api_public_key.pem" "$VAR/sk/api_public_key.pem"
 
+"$SKDNS" -c "$VAR/skdns.conf" &
+SKDNS_PID=$!
 "$SKD" serve -c "$VAR/skd.conf" &
 SKD_PID=$!
-trap 'kill -TERM $SKD_PID 2>/dev/null || true' INT TERM
+trap 'kill -TERM $SKD_PID $SKDNS_PID 2>/dev/null || true' INT TERM
 
 # Wait until the admin listener answers (or skd has exited), then hand it the PIN.
 i=0
 until curl -s -o /dev/null "http://$ADMIN/healthcheck"; do
     if ! kill -0 $SKD_PID 2>/dev/null || [ $i -ge 50 ]; then
         wait $SKD_PID || true
+        kill -TERM $SKDNS_PID 2>/dev/null || true
         echo "run: skd did not start (see the lines above)" >&2
         exit 1
     fi
@@ -77,7 +115,7 @@ until curl -s -o /dev/null "http://$ADMIN/healthcheck"; do
     sleep 0.1
 done
 printf '{"pin":"%s"}' "$DEMO_PIN" | curl -s -f -o /dev/null -X PUT --data-binary @- "http://$ADMIN/hsm-pin" ||
-    { echo "run: the HSM PIN was refused" >&2; kill -TERM $SKD_PID; wait $SKD_PID || true; exit 1; }
+    { echo "run: the HSM PIN was refused" >&2; kill -TERM $SKD_PID $SKDNS_PID; wait $SKD_PID || true; exit 1; }
 
 cat <<INFO
 
@@ -89,6 +127,8 @@ skd is running (pid $SKD_PID), state in ./$VAR/
                i-0fedcba9876543210 at 127.0.0.2
   signing key  ./$VAR/api_public_key.pem
   audit        ./$VAR/audit/<tenant>/<seq>.json (check: $BUILD/sk audit verify $VAR/audit --pubkey $VAR/api_public_key.pem)
+  skdns        DNS for $ZONE on $DNS (UDP and TCP, pid $SKDNS_PID), fed by skd's kvpsend on $KVPSYNC
+  installations  http://$PUBLIC/api/v1/installations (certs/API.md), push state: http://$ADMIN/installations/status
 
 Try:
   curl -i http://$PUBLIC/healthcheck
@@ -98,6 +138,8 @@ Try:
     -d "{\\"rsa_wrapping_key\\":\\"\$(openssl pkey -in /tmp/rsa.pem -pubout -outform DER | base64 -w0)\\",
          \\"volume_uuid\\":\\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\\"}"
   curl -s http://$ADMIN/metrics | head -20
+  kdig @${DNS%:*} -p ${DNS#*:} SOA $ZONE
+  curl -s http://$ADMIN/installations/status
 
 Ctrl-C stops it.
 INFO
@@ -108,4 +150,6 @@ wait $SKD_PID || status=$?
 if kill -0 $SKD_PID 2>/dev/null; then
     wait $SKD_PID || status=$?
 fi
+kill -TERM $SKDNS_PID 2>/dev/null || true
+wait $SKDNS_PID 2>/dev/null || true
 exit $status

@@ -167,6 +167,63 @@ static int set_networks(parse_state_t *st, const char *name, const char *value, 
     return 1;
 }
 
+/* "sk.test." or "sk.test": lowercase DNS labels of [a-z0-9-]; stored with
+ * the final dot. */
+static int set_zone(parse_state_t *st, const char *value) {
+    size_t len = strlen(value);
+    if (len && value[len - 1] == '.')
+        len--;
+    if (len == 0 || len + 2 > CONFIG_ZONE_SIZE)
+        return failf(st, "zone: want a DNS name such as sk.test. (at most %d bytes)", CONFIG_ZONE_SIZE - 2);
+    for (size_t i = 0, label = 0; i <= len; i++) {
+        char c = i < len ? value[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || value[i - 1] == '-' || value[i - label] == '-')
+                return failf(st, "zone: \"%s\" has an empty, too long or badly dashed label", value);
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+            label++;
+        } else {
+            return failf(st, "zone: \"%s\": lowercase letters, digits, '-' and '.' only", value);
+        }
+    }
+    free(st->cfg->installations_zone);
+    if (!(st->cfg->installations_zone = malloc(len + 2)))
+        return failf(st, "out of memory");
+    memcpy(st->cfg->installations_zone, value, len);
+    memcpy(st->cfg->installations_zone + len, ".", 2);
+    return 1;
+}
+
+/* "receiver = NAME HOST:PORT PSKFILE" */
+static int add_receiver(parse_state_t *st, const char *value) {
+    config_t *cfg = st->cfg;
+    if (cfg->kvpsend_receiver_count == CONFIG_MAX_RECEIVERS)
+        return failf(st, "too many receivers (at most %d)", CONFIG_MAX_RECEIVERS);
+    char name[64], addr[80], path[4096];
+    int used = 0;
+    if (sscanf(value, "%63s %79s %4095s %n", name, addr, path, &used) != 3 || value[used] != '\0')
+        return failf(st, "receiver: want \"NAME HOST:PORT PSKFILE\"");
+    for (const char *p = name; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+              *p == '_' || *p == '.'))
+            return failf(st, "receiver: name \"%s\": letters, digits, '-', '_' and '.' only", name);
+    }
+    for (size_t i = 0; i < cfg->kvpsend_receiver_count; i++) {
+        if (strcmp(cfg->kvpsend_receivers[i].name, name) == 0)
+            return failf(st, "receiver: name \"%s\" used twice", name);
+    }
+    config_receiver_t *r = &cfg->kvpsend_receivers[cfg->kvpsend_receiver_count];
+    if (config_parse_address(addr, &r->addr) != 0)
+        return failf(st, "receiver: bad address \"%s\" (want 127.0.0.1:5354 or [::1]:5354)", addr);
+    if (!(r->psk_file = strdup(path)))
+        return failf(st, "out of memory");
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->line = st->line;
+    cfg->kvpsend_receiver_count++;
+    return 1;
+}
+
 /* A numeric option: its section, name, bounds and where it goes. */
 typedef struct num_option {
     const char *section;
@@ -196,6 +253,9 @@ static const num_option_t num_options[] = {
     NUM("limits", "request_timeout_ms", 1, 3600000, http.request_timeout_ms),
     NUM("limits", "write_queue_bytes", 4096, 1073741824, write_queue_bytes),
     NUM("limits", "write_timeout_ms", 1, 3600000, write_timeout_ms),
+    NUM("installations", "longpoll_wait_ms", 1, 3600000, longpoll_wait_ms),
+    NUM("kvpsend", "sender_id", 1, 4294967295u, kvpsend_sender_id),
+    NUM("kvpsend", "reconcile_interval_ms", 10, 3600000, reconcile_interval_ms),
 };
 
 static int on_option(void *user, const char *section, const char *name, const char *value) {
@@ -205,6 +265,8 @@ static int on_option(void *user, const char *section, const char *name, const ch
         return 1; /* a section header alone */
     if (strcmp(value, LONG_VALUE_MARKER) == 0 && st->long_value)
         value = st->long_value;
+    if (strcmp(section, "kvpsend") == 0)
+        cfg->kvpsend = true;
     for (size_t i = 0; i < sizeof num_options / sizeof num_options[0]; i++) {
         const num_option_t *o = &num_options[i];
         if (strcmp(section, o->section) != 0 || strcmp(name, o->name) != 0)
@@ -259,6 +321,14 @@ static int on_option(void *user, const char *section, const char *name, const ch
     } else if (strcmp(section, "store") == 0) {
         if (strcmp(name, "path") == 0)
             return set_string(&cfg->store_path, value);
+    } else if (strcmp(section, "installations") == 0) {
+        if (strcmp(name, "zone") == 0)
+            return set_zone(st, value);
+        if (strcmp(name, "enrolment_tokens") == 0)
+            return set_string(&cfg->enrolment_tokens, value);
+    } else if (strcmp(section, "kvpsend") == 0) {
+        if (strcmp(name, "receiver") == 0)
+            return add_receiver(st, value);
     } else if (strcmp(section, "log") == 0) {
         if (strcmp(name, "level") == 0) {
             if (log_level_parse(value, &cfg->log_level) != 0)
@@ -294,6 +364,42 @@ static void set_defaults(config_t *cfg) {
     cfg->write_timeout_ms = 30000;
     cfg->log_level = LOG_INFO;
     cfg->access_log = true;
+    cfg->longpoll_wait_ms = 25000;
+    cfg->reconcile_interval_ms = 1000;
+}
+
+/* The [installations] and [kvpsend] sections as a whole; 0 or -1 with err. */
+static int check_installations(const config_t *cfg, const char *path, char *err, size_t err_len) {
+    if (!cfg->installations_zone) {
+        if (cfg->enrolment_tokens || cfg->kvpsend) {
+            snprintf(err, err_len, "%s: %s needs [installations] zone", path,
+                     cfg->kvpsend ? "[kvpsend]" : "[installations]");
+            return -1;
+        }
+        return 0;
+    }
+    if (!cfg->store_path) {
+        snprintf(err, err_len, "%s: [installations] needs [store] path (installations live there)", path);
+        return -1;
+    }
+    if (cfg->longpoll_wait_ms >= cfg->http.request_timeout_ms) {
+        snprintf(err, err_len,
+                 "%s: [installations] longpoll_wait_ms (%llu) must be below [limits] request_timeout_ms (%llu)", path,
+                 (unsigned long long)cfg->longpoll_wait_ms, (unsigned long long)cfg->http.request_timeout_ms);
+        return -1;
+    }
+    if (cfg->kvpsend && (!cfg->kvpsend_sender_id || !cfg->kvpsend_receiver_count)) {
+        snprintf(err, err_len, "%s: [kvpsend] needs sender_id and at least one receiver", path);
+        return -1;
+    }
+    for (size_t i = 1; i < cfg->kvpsend_receiver_count; i++) {
+        if (cfg->kvpsend_receivers[i].addr.ss_family != cfg->kvpsend_receivers[0].addr.ss_family) {
+            snprintf(err, err_len, "%s:%d: [kvpsend] receivers must all be IPv4 or all IPv6 (one socket)", path,
+                     cfg->kvpsend_receivers[i].line);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
@@ -326,6 +432,8 @@ int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
         snprintf(err, err_len, "%s: [hsm] needs both module and token_label", path);
         st.failed = true;
     }
+    if (!st.failed && check_installations(cfg, path, err, err_len) != 0)
+        st.failed = true;
     if (!st.failed && cfg->public_listen_count + cfg->tls_listen_count == 0) {
         snprintf(err, err_len, "%s: [public] needs at least one listen or tls_listen address", path);
         st.failed = true;
@@ -346,6 +454,13 @@ void config_free(config_t *cfg) {
     free(cfg->store_path);
     free(cfg->identity_signer_certs);
     free(cfg->audit_dir);
+    free(cfg->installations_zone);
+    free(cfg->enrolment_tokens);
+    for (size_t i = 0; i < cfg->kvpsend_receiver_count; i++) {
+        free(cfg->kvpsend_receivers[i].psk_file);
+        cfg->kvpsend_receivers[i].psk_file = NULL;
+    }
+    cfg->installations_zone = cfg->enrolment_tokens = NULL;
     cfg->identity_signer_certs = cfg->audit_dir = NULL;
     cfg->path = cfg->tls_cert = cfg->tls_key = NULL;
     cfg->hsm_module = cfg->hsm_token_label = cfg->store_path = NULL;

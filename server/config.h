@@ -15,6 +15,16 @@
 
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_MAX_NETS 32
+#define CONFIG_MAX_RECEIVERS 8
+#define CONFIG_ZONE_SIZE 192 /* room for <63-byte label>.<zone> in 253 bytes */
+
+/* One "receiver = NAME HOST:PORT PSKFILE" line of [kvpsend]. */
+typedef struct config_receiver {
+    char name[64];
+    struct sockaddr_storage addr;
+    char *psk_file;
+    int line;
+} config_receiver_t;
 
 typedef struct listen_addr {
     struct sockaddr_storage addr;
@@ -56,6 +66,16 @@ typedef struct config {
     char *identity_signer_certs;
     /* [store] */
     char *store_path;
+    /* [installations] (optional: without zone skd serves no installations API) */
+    char *installations_zone;  /* lowercase, with the final dot: "sk.test." */
+    char *enrolment_tokens;    /* file of tokens, one per line; NULL: open registration */
+    uint64_t longpoll_wait_ms; /* a challenge PUT waits this long for the DNS servers */
+    /* [kvpsend] (optional: without it challenge PUTs answer 503) */
+    bool kvpsend;              /* the section is present */
+    unsigned kvpsend_sender_id;
+    config_receiver_t kvpsend_receivers[CONFIG_MAX_RECEIVERS];
+    size_t kvpsend_receiver_count;
+    uint64_t reconcile_interval_ms;
     /* [log] */
     log_level_t log_level;
     bool access_log;

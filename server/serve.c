@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../certs/certs_service.h"
 #include "../common/log.h"
 #include "../keys/keys_service.h"
 #include "../store/store.h"
@@ -52,6 +53,7 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
     keys_install_secure_json_alloc();
     server_t *server = malloc(sizeof *server);
     keys_service_t keys = {0};
+    certs_service_t certs = {0};
     store_t *store = NULL;
     int rc = 1;
     if (!server || server_init(server, &loop, &cfg) != 0 || (setup && setup(server, arg) != 0)) {
@@ -60,6 +62,8 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
         log_error("store: %s", err);
     } else if (cfg.hsm_module && keys_service_init(&keys, server, store, &cfg) != 0) {
         log_error("cannot start without the HSM");
+    } else if (certs_service_init(&certs, server, store, &cfg) != 0) {
+        log_error("cannot start the installations API");
     } else if (server_start(server) == 0) {
         log_info("skd %s ready: %u worker threads, at most %zu connections", SKD_VERSION, cfg.worker_threads,
                  cfg.max_connections);
@@ -77,11 +81,13 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
         }
     }
     /* After a failed start some handles are open: close them and let them finish. */
+    certs_service_close(&certs);
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         log_error("event loop closed with handles still open");
     keys_service_free(&keys);
+    certs_service_free(&certs);
     store_close(store);
     if (server)
         server_free(server);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../agent/commands.h"
 #include "audit_verify.h"
 
 typedef int (*sk_command_fn)(int argc, char **argv);
@@ -19,6 +20,15 @@ typedef struct sk_command {
 } sk_command_t;
 
 static const sk_command_t commands[] = {
+    {"prep-dev", "[-f FS] [-a MOUNTPOINT] [--delete-all-existing-data] DEVICE",
+     "make DEVICE an sk volume: LUKS2 opened by a secret the key API releases", sk_prep_dev},
+    {"mount", "DEVICE MOUNTPOINT", "unlock an sk volume with its released secret and mount it", sk_mount},
+    {"check", "DEVICE", "check that the released secret opens an sk volume (maps and mounts nothing)", sk_check},
+    {"umount", "MOUNTPOINT", "unmount an sk volume and close its mapping", sk_umount},
+    {"takeown", "-i SOURCE_INSTANCE DEVICE", "take over a volume of another instance (restored snapshot)",
+     sk_takeown},
+    {"automount", "[--check]", "mount the volumes of automount.conf (at boot: sk-automount.service)", sk_automount},
+    {"chk-pubkey", "", "compare the pinned API signing key with the one the API serves", sk_chk_pubkey},
     {"audit verify", "AUDIT-DIR --pubkey PEM", "verify every audit record: signatures, hash chain, numbering",
      sk_audit_verify},
 };
@@ -55,7 +65,27 @@ static void usage(FILE *out, int nwords, char **words) {
                  "Options:\n"
                  "  -h, --help   show this help (also: sk COMMAND --help)\n"
                  "\n"
-                 "Every command prints one line on failure and exits non-zero (2: usage error).\n");
+                 "Every command prints one line on failure and exits non-zero (2: usage error).\n"
+                 "The agent's commands also run as links named sk-prep-dev, sk-mount, ...\n");
+}
+
+/* Called through a link named "sk-prep-dev" (the original agent's
+ * names): run that one-word command. Returns -1 for any other name. */
+static int run_as_link(int argc, char **argv) {
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (strncmp(base, "sk-", 3) != 0)
+        return -1;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strchr(commands[i].words, ' ') || strcmp(commands[i].words, base + 3) != 0)
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "sk %s", commands[i].words);
+        argv[0] = name;
+        return commands[i].run(argc, argv);
+    }
+    fprintf(stderr, "%s: no sk command of that name (try sk --help)\n", base);
+    return 2;
 }
 
 static int is_help(const char *arg) {
@@ -63,6 +93,9 @@ static int is_help(const char *arg) {
 }
 
 int main(int argc, char **argv) {
+    int linked = run_as_link(argc, argv);
+    if (linked >= 0)
+        return linked;
     int nargs = argc - 1;
     char **args = argv + 1;
     if (nargs == 0) {

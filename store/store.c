@@ -142,3 +142,96 @@ int store_instance_remove(store_t *s, const char *tenant_id, const char *instanc
         return -1;
     return s->ops->instance_remove(s, tenant_id, instance_id);
 }
+
+/* ---- installations ---- */
+
+void store_installation_clear(store_installation_t *inst) {
+    free(inst->jwk);
+    free(inst->metadata);
+    memset(inst, 0, sizeof *inst);
+}
+
+void store_kvp_list_free(store_kvp_list_t *list) {
+    free(list->keys);
+    free(list->vals);
+    free(list->arena);
+    memset(list, 0, sizeof *list);
+}
+
+static int check_installation_id(const char *id) {
+    return store_valid_installation_id(id) ? 0
+                                           : store_fail(-1, "invalid installation id (32 lowercase hex digits)");
+}
+
+/* Printable ASCII (JSON text as skd writes it), 1..max-1 bytes. */
+static bool valid_json_text(const char *s, size_t max) {
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        if (n + 1 >= max || (unsigned char)s[n] < 0x20 || (unsigned char)s[n] >= 0x7f)
+            return false;
+    }
+    return n > 0;
+}
+
+int store_installation_add(store_t *s, store_installation_t *inst) {
+    if (check_installation_id(inst->id) != 0)
+        return -1;
+    if (!store_valid_label(inst->label))
+        return store_fail(-1, "invalid label (1 to 63 of a-z, 0-9 and '-', not first or last)");
+    if (!store_valid_thumbprint(inst->thumbprint))
+        return store_fail(-1, "invalid key thumbprint (43 base64url characters)");
+    if (!inst->jwk || !valid_json_text(inst->jwk, STORE_JWK_MAX))
+        return store_fail(-1, "invalid JWK text (printable ASCII, at most %d bytes)", STORE_JWK_MAX - 1);
+    if (inst->metadata && !valid_json_text(inst->metadata, STORE_METADATA_MAX))
+        return store_fail(-1, "invalid metadata text (printable ASCII, at most %d bytes)", STORE_METADATA_MAX - 1);
+    inst->created_at = (int64_t)time(NULL);
+    return s->ops->installation_add(s, inst);
+}
+
+int store_installation_get(store_t *s, const char *id, store_installation_t *out) {
+    memset(out, 0, sizeof *out);
+    if (check_installation_id(id) != 0)
+        return -1;
+    return s->ops->installation_get(s, id, out);
+}
+
+int store_installation_remove(store_t *s, const char *id, store_installation_t *removed) {
+    if (removed)
+        memset(removed, 0, sizeof *removed);
+    if (check_installation_id(id) != 0)
+        return -1;
+    return s->ops->installation_remove(s, id, removed);
+}
+
+int store_installation_set_address(store_t *s, const char *id, const char *ip) {
+    if (check_installation_id(id) != 0)
+        return -1;
+    char norm[STORE_IP_SIZE];
+    if (ip == NULL || ip_normalize(ip, norm, sizeof norm) != 0)
+        return store_fail(-1, "invalid IP address");
+    int family = strchr(norm, ':') ? 6 : 4;
+    return s->ops->installation_set_address(s, id, family, norm, (int64_t)time(NULL));
+}
+
+int store_challenge_add(store_t *s, const char *id, const char *value) {
+    if (check_installation_id(id) != 0)
+        return -1;
+    if (!store_valid_txt(value))
+        return store_fail(-1, "invalid TXT value (1 to 255 printable characters, no space or '/')");
+    return s->ops->challenge_add(s, id, value, (int64_t)time(NULL));
+}
+
+int store_challenge_remove(store_t *s, const char *id, const char *value, store_txt_list_t *removed) {
+    if (removed)
+        memset(removed, 0, sizeof *removed);
+    if (check_installation_id(id) != 0)
+        return -1;
+    if (value && !store_valid_txt(value))
+        return store_fail(-1, "invalid TXT value (1 to 255 printable characters, no space or '/')");
+    return s->ops->challenge_remove(s, id, value, removed);
+}
+
+int store_kvp_list(store_t *s, store_kvp_list_t *out) {
+    memset(out, 0, sizeof *out);
+    return s->ops->kvp_list(s, out);
+}

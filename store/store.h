@@ -1,4 +1,6 @@
-/* store: the tenants and instances skd knows, and each tenant's EKT.
+/* store: the tenants and instances skd knows, each tenant's EKT, and the
+ * installations of the certificate pipeline (names, addresses, ACME
+ * challenge values) with the key/value pairs skd pushes to the DNS servers.
  *
  * A backend-neutral interface (store_backend.h has the function table a
  * backend implements); SQLite is the embedded backend, PostgreSQL may follow.
@@ -25,6 +27,8 @@
 
 #define STORE_NOT_FOUND 1
 #define STORE_EXISTS 2
+#define STORE_CONFLICT 3 /* a unique name (an installation's label) is taken */
+#define STORE_LIMIT 4    /* a per-installation limit is reached */
 
 /* Buffer sizes, terminating NUL included. */
 #define STORE_TENANT_ID_SIZE 22   /* "vpc-" + 17 hex */
@@ -35,6 +39,14 @@
 #define STORE_NETWORKS_TEXT_SIZE 4096
 #define STORE_AUDIT_DIR_SIZE 4096
 #define STORE_EKT_MAX 4096 /* bytes */
+#define STORE_INSTALLATION_ID_SIZE 33 /* 32 lowercase hex digits */
+#define STORE_LABEL_SIZE 64           /* a DNS label: 1..63 of [a-z0-9-] */
+#define STORE_THUMBPRINT_SIZE 44      /* RFC 7638 SHA-256 thumbprint, base64url */
+#define STORE_JWK_MAX 1024            /* bytes of the JWK's JSON text */
+#define STORE_METADATA_MAX 2048       /* bytes of the metadata's JSON text */
+#define STORE_TXT_SIZE 256            /* a TXT (challenge) value: 1..255 bytes */
+#define STORE_CHALLENGES_MAX 8        /* TXT values per installation at once */
+#define STORE_KVP_KEY_SIZE 321        /* the contract's longest key is 320 bytes */
 
 typedef struct store store_t;
 
@@ -98,6 +110,88 @@ int store_instance_get(store_t *s, const char *tenant_id, const char *instance_i
 /* STORE_NOT_FOUND if not registered. */
 int store_instance_remove(store_t *s, const char *tenant_id, const char *instance_id);
 
+/* ---- installations (certificate pipeline) ----
+ *
+ * An installation registered a P-256 key (its JWK and RFC 7638 thumbprint)
+ * and got a unique DNS label; it may set one IPv4 and one IPv6 address and up
+ * to STORE_CHALLENGES_MAX TXT values for _acme-challenge.<label>. Removing it
+ * removes its addresses and values. */
+
+typedef struct store_txt_list {
+    char values[STORE_CHALLENGES_MAX][STORE_TXT_SIZE];
+    size_t n;
+} store_txt_list_t;
+
+/* Ownership: for store_installation_add the store only reads jwk and
+ * metadata. Filled by the store, jwk and metadata are malloc'd: release them
+ * with store_installation_clear. */
+typedef struct store_installation {
+    char id[STORE_INSTALLATION_ID_SIZE];
+    char label[STORE_LABEL_SIZE];
+    char thumbprint[STORE_THUMBPRINT_SIZE];
+    char *jwk;      /* the public key's JSON text */
+    char *metadata; /* a JSON object's text; NULL: none */
+    int64_t created_at; /* Unix seconds; set by store_installation_add */
+    char ipv4[STORE_IP_SIZE]; /* "": none */
+    char ipv6[STORE_IP_SIZE];
+    store_txt_list_t challenges; /* ordered by value */
+} store_installation_t;
+
+/* Adds inst (id, label, thumbprint, jwk, metadata; the rest is ignored).
+ * STORE_EXISTS if an installation has that thumbprint already: inst's id,
+ * label and created_at are then overwritten with the existing one's.
+ * STORE_CONFLICT if the label (or the id) is taken. */
+int store_installation_add(store_t *s, store_installation_t *inst);
+/* Everything about one installation; STORE_NOT_FOUND if none. On success
+ * out owns jwk and metadata (store_installation_clear). */
+int store_installation_get(store_t *s, const char *id, store_installation_t *out);
+/* Removes the installation with its addresses and values, atomically;
+ * removed (may be NULL) receives what it held, as store_installation_get
+ * would have. STORE_NOT_FOUND if none. */
+int store_installation_remove(store_t *s, const char *id, store_installation_t *removed);
+/* Frees the owned fields and zeroes *inst. */
+void store_installation_clear(store_installation_t *inst);
+
+/* Sets the installation's IPv4 or IPv6 address (by the address's family;
+ * normalized with ip_normalize); the other family's is kept. STORE_NOT_FOUND
+ * if no such installation. */
+int store_installation_set_address(store_t *s, const char *id, const char *ip);
+
+/* Adds a TXT value: 0 if added or already there; STORE_LIMIT if the
+ * installation holds STORE_CHALLENGES_MAX values already; STORE_NOT_FOUND if
+ * no such installation. Atomic across threads and processes. */
+int store_challenge_add(store_t *s, const char *id, const char *value);
+/* Removes one value, or every value if value is NULL; removed (may be NULL)
+ * receives the values actually removed (none is not an error).
+ * STORE_NOT_FOUND if no such installation. */
+int store_challenge_remove(store_t *s, const char *id, const char *value, store_txt_list_t *removed);
+
+/* The key/value pairs of the DNS servers (the kvpsync keys of
+ * ../notes/pipeline_contract.md, built by store_kvp_key) for every
+ * installation, read in one snapshot and sorted by key (bytewise). keys[i]
+ * and vals[i] are NUL-terminated and point into one allocation. */
+typedef struct store_kvp_list {
+    const char **keys;
+    const char **vals;
+    size_t n;
+    char *arena;
+} store_kvp_list_t;
+
+int store_kvp_list(store_t *s, store_kvp_list_t *out);
+void store_kvp_list_free(store_kvp_list_t *list);
+
+typedef enum store_kvp_kind {
+    STORE_KVP_NAME, /* "n/<label>"        = ""                   */
+    STORE_KVP_A,    /* "a/<label>"        = "192.0.2.7"          */
+    STORE_KVP_AAAA, /* "aaaa/<label>"     = "2001:db8::7"        */
+    STORE_KVP_TXT,  /* "t/<label>/<txt>"  = ""                   */
+} store_kvp_kind_t;
+
+/* Writes the key of one record into out (STORE_KVP_KEY_SIZE is enough); txt
+ * only for STORE_KVP_TXT. 0, or -1 if label or txt is not valid or the key
+ * would pass the contract's 320 bytes (a 63-byte label with a 255-byte value). */
+int store_kvp_key(char *out, size_t len, store_kvp_kind_t kind, const char *label, const char *txt);
+
 /* Validation, shared with the CLI and the API (store_valid.c). */
 bool store_valid_tenant_id(const char *s);   /* "vpc-" + 8 or 17 lowercase hex */
 bool store_valid_instance_id(const char *s); /* "i-" + 8 or 17 lowercase hex */
@@ -115,5 +209,13 @@ bool store_valid_networks(const char *text);
 bool store_valid_endpoints(const char *s);
 /* Whether the comma-separated list holds id. */
 bool store_endpoints_contain(const char *list, const char *id);
+/* 32 lowercase hex digits. */
+bool store_valid_installation_id(const char *s);
+/* 1..63 of [a-z0-9-], neither first nor last '-'. */
+bool store_valid_label(const char *s);
+/* 43 base64url characters (a SHA-256 digest). */
+bool store_valid_thumbprint(const char *s);
+/* 1..255 printable ASCII bytes, no space and no '/'. */
+bool store_valid_txt(const char *s);
 
 #endif

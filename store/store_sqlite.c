@@ -17,9 +17,15 @@
  * SQLite allows one writer at a time, and its busy handler polls with sleeps
  * of up to 100 ms: with many threads writing, an unlucky one can wait past
  * busy_timeout and fail. So this process's writers queue on a mutex instead;
- * busy_timeout is left to cover other processes (the CLI). */
+ * busy_timeout is left to cover other processes (the CLI, or a second skd
+ * sharing the file: WAL works across processes on one host, and every write
+ * statement or write transaction waits up to busy_timeout for the lock).
+ * The few calls that must read and write together (removing an installation
+ * and reporting what it held) use BEGIN IMMEDIATE, which takes the write
+ * lock first, under the same mutex. */
 #include "store_backend.h"
 
+#include "../common/buf.h"
 #include "../common/log.h"
 
 #include <errno.h>
@@ -55,6 +61,29 @@ static const char *const migrations[] = {
     ") STRICT, WITHOUT ROWID;",
     /* 2: the VPC endpoints (PrivateLink) a tenant's callers come through */
     "ALTER TABLE tenants ADD COLUMN endpoints TEXT;",
+    /* 3: installations of the certificate pipeline: their key, DNS label,
+     * addresses and ACME challenge values */
+    "CREATE TABLE installations ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  label TEXT NOT NULL UNIQUE,"
+    "  thumbprint TEXT NOT NULL UNIQUE,"
+    "  jwk TEXT NOT NULL,"
+    "  metadata TEXT,"
+    "  created_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE installation_addresses ("
+    "  installation TEXT NOT NULL REFERENCES installations(id) ON DELETE CASCADE,"
+    "  family INTEGER NOT NULL CHECK (family IN (4, 6)),"
+    "  address TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (installation, family)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE installation_challenges ("
+    "  installation TEXT NOT NULL REFERENCES installations(id) ON DELETE CASCADE,"
+    "  value TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (installation, value)"
+    ") STRICT, WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -67,6 +96,18 @@ enum {
     ST_INSTANCE_ADD,
     ST_INSTANCE_GET,
     ST_INSTANCE_REMOVE,
+    ST_INST_ADD,
+    ST_INST_BY_THUMBPRINT,
+    ST_INST_GET,
+    ST_INST_EXISTS,
+    ST_INST_DELETE,
+    ST_ADDR_GET,
+    ST_ADDR_SET,
+    ST_CHAL_GET,
+    ST_CHAL_ADD,
+    ST_CHAL_EXISTS,
+    ST_CHAL_DELETE,
+    ST_KVP_LIST,
     ST_COUNT
 };
 
@@ -84,6 +125,30 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO instances (tenant_id, instance_id, ip, created_at) VALUES (?1, ?2, ?3, ?4)",
     [ST_INSTANCE_GET] = "SELECT ip FROM instances WHERE tenant_id = ?1 AND instance_id = ?2",
     [ST_INSTANCE_REMOVE] = "DELETE FROM instances WHERE tenant_id = ?1 AND instance_id = ?2",
+    [ST_INST_ADD] = "INSERT INTO installations (id, label, thumbprint, jwk, metadata, created_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INST_BY_THUMBPRINT] = "SELECT id, label, created_at FROM installations WHERE thumbprint = ?1",
+    [ST_INST_GET] = "SELECT label, thumbprint, jwk, metadata, created_at FROM installations WHERE id = ?1",
+    [ST_INST_EXISTS] = "SELECT 1 FROM installations WHERE id = ?1",
+    [ST_INST_DELETE] = "DELETE FROM installations WHERE id = ?1",
+    [ST_ADDR_GET] = "SELECT family, address FROM installation_addresses WHERE installation = ?1",
+    [ST_ADDR_SET] = "INSERT INTO installation_addresses (installation, family, address, updated_at)"
+                    " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (installation, family)"
+                    " DO UPDATE SET address = excluded.address, updated_at = excluded.updated_at",
+    [ST_CHAL_GET] = "SELECT value FROM installation_challenges WHERE installation = ?1 ORDER BY value",
+    /* Bounded insert in one statement: atomic against every other writer. */
+    [ST_CHAL_ADD] = "INSERT INTO installation_challenges (installation, value, created_at) SELECT ?1, ?2, ?3"
+                    " WHERE NOT EXISTS (SELECT 1 FROM installation_challenges WHERE installation = ?1 AND value = ?2)"
+                    " AND (SELECT count(*) FROM installation_challenges WHERE installation = ?1) < ?4",
+    [ST_CHAL_EXISTS] = "SELECT 1 FROM installation_challenges WHERE installation = ?1 AND value = ?2",
+    [ST_CHAL_DELETE] = "DELETE FROM installation_challenges WHERE installation = ?1 AND (?2 IS NULL OR value = ?2)"
+                       " RETURNING value",
+    /* One statement, so one snapshot: kind (store_kvp_kind_t), label, value. */
+    [ST_KVP_LIST] = "SELECT 0, label, NULL FROM installations"
+                    " UNION ALL SELECT CASE a.family WHEN 4 THEN 1 ELSE 2 END, i.label, a.address"
+                    " FROM installation_addresses a JOIN installations i ON i.id = a.installation"
+                    " UNION ALL SELECT 3, i.label, c.value"
+                    " FROM installation_challenges c JOIN installations i ON i.id = c.installation",
 };
 
 typedef struct conn {
@@ -495,6 +560,346 @@ static int sq_instance_remove(store_t *base, const char *tenant_id, const char *
     return finish(s, c, st, rc);
 }
 
+/* ---- installations ---- */
+
+/* Copies a text column into a fixed buffer; -1 if NULL or too long. */
+static int column_text(sqlite3_stmt *st, int col, char *dst, size_t dst_len) {
+    return copy_text(dst, dst_len, st, col);
+}
+
+/* Reads one installation with its addresses and values on c (inside a
+ * transaction, so that the three reads see one state). */
+static int read_installation(conn_t *c, const char *id, store_installation_t *out) {
+    sqlite3_stmt *st = stmt(c, ST_INST_GET);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        done(st);
+        return store_fail(STORE_NOT_FOUND, "installation %s not found", id);
+    }
+    if (rc != SQLITE_ROW) {
+        rc = db_fail(c, "installation get");
+        done(st);
+        return rc;
+    }
+    snprintf(out->id, sizeof out->id, "%s", id);
+    rc = column_text(st, 0, out->label, sizeof out->label) != 0 ||
+                 column_text(st, 1, out->thumbprint, sizeof out->thumbprint) != 0 ||
+                 dup_text(&out->jwk, st, 2) != 0 || out->jwk == NULL || dup_text(&out->metadata, st, 3) != 0
+             ? -1
+             : 0;
+    out->created_at = sqlite3_column_int64(st, 4);
+    done(st);
+    if (rc != 0)
+        goto unreadable;
+    if ((st = stmt(c, ST_ADDR_GET)) == NULL)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int family = sqlite3_column_int(st, 0);
+        char *slot = family == 4 ? out->ipv4 : out->ipv6;
+        if (column_text(st, 1, slot, STORE_IP_SIZE) != 0) {
+            done(st);
+            goto unreadable;
+        }
+    }
+    done(st);
+    if (rc != SQLITE_DONE)
+        goto db_error;
+    if ((st = stmt(c, ST_CHAL_GET)) == NULL)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    store_txt_list_t *list = &out->challenges;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (list->n == STORE_CHALLENGES_MAX || column_text(st, 0, list->values[list->n], STORE_TXT_SIZE) != 0) {
+            done(st);
+            goto unreadable;
+        }
+        list->n++;
+    }
+    done(st);
+    if (rc != SQLITE_DONE)
+        goto db_error;
+    return 0;
+db_error:
+    db_fail(c, "installation get");
+    goto fail;
+unreadable:
+    store_fail(-1, "store: unreadable installation %s (or out of memory)", id);
+fail:
+    store_installation_clear(out);
+    return -1;
+}
+
+/* Runs BEGIN/COMMIT/ROLLBACK text on c; -1 with the error recorded. */
+static int tx(conn_t *c, const char *sql) {
+    if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    return db_fail(c, sql);
+}
+
+static int sq_installation_add(store_t *base, store_installation_t *inst) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *st = stmt(c, ST_INST_ADD);
+    if (st == NULL)
+        return finish(s, c, NULL, -1);
+    sqlite3_bind_text(st, 1, inst->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, inst->label, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, inst->thumbprint, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, inst->jwk, -1, SQLITE_STATIC);
+    if (inst->metadata)
+        sqlite3_bind_text(st, 5, inst->metadata, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, inst->created_at);
+    int rc = step_write(s, st);
+    if (rc == SQLITE_DONE)
+        return finish(s, c, st, 0);
+    if (rc != SQLITE_CONSTRAINT_UNIQUE && rc != SQLITE_CONSTRAINT_PRIMARYKEY)
+        return finish(s, c, st, db_fail(c, "installation add"));
+    done(st);
+    /* Which one: the key (answer with its installation) or the label. */
+    if ((st = stmt(c, ST_INST_BY_THUMBPRINT)) == NULL)
+        return finish(s, c, NULL, -1);
+    sqlite3_bind_text(st, 1, inst->thumbprint, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (column_text(st, 0, inst->id, sizeof inst->id) != 0 ||
+            column_text(st, 1, inst->label, sizeof inst->label) != 0)
+            rc = store_fail(-1, "store: unreadable installation row");
+        else
+            rc = store_fail(STORE_EXISTS, "key already registered as installation %s", inst->id);
+        inst->created_at = sqlite3_column_int64(st, 2);
+    } else if (rc == SQLITE_DONE) {
+        rc = store_fail(STORE_CONFLICT, "label %s is taken", inst->label);
+    } else {
+        rc = db_fail(c, "installation add");
+    }
+    return finish(s, c, st, rc);
+}
+
+static int sq_installation_get(store_t *base, const char *id, store_installation_t *out) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    if (tx(c, "BEGIN") != 0)
+        return finish(s, c, NULL, -1);
+    int rc = read_installation(c, id, out);
+    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to lose */
+    return finish(s, c, NULL, rc);
+}
+
+static int sq_installation_remove(store_t *base, const char *id, store_installation_t *removed) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    store_installation_t scratch = {0};
+    store_installation_t *out = removed ? removed : &scratch;
+    pthread_mutex_lock(&s->write_lock);
+    int rc = tx(c, "BEGIN IMMEDIATE");
+    if (rc == 0 && (rc = read_installation(c, id, out)) == 0) {
+        sqlite3_stmt *st = stmt(c, ST_INST_DELETE);
+        if (st == NULL)
+            rc = -1;
+        else {
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(c, "installation remove");
+            done(st);
+        }
+        if (rc == 0)
+            rc = tx(c, "COMMIT");
+    }
+    if (rc != 0) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        store_installation_clear(out);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+    store_installation_clear(&scratch);
+    return finish(s, c, NULL, rc);
+}
+
+/* After a write that changed nothing: STORE_NOT_FOUND if the installation
+ * does not exist, otherwise ok. */
+static int installation_exists(conn_t *c, const char *id, int ok) {
+    sqlite3_stmt *st = stmt(c, ST_INST_EXISTS);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = ok;
+    else if (rc == SQLITE_DONE)
+        rc = store_fail(STORE_NOT_FOUND, "installation %s not found", id);
+    else
+        rc = db_fail(c, "installation get");
+    done(st);
+    return rc;
+}
+
+static int sq_installation_set_address(store_t *base, const char *id, int family, const char *ip, int64_t now) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *st = stmt(c, ST_ADDR_SET);
+    if (st == NULL)
+        return finish(s, c, NULL, -1);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, family);
+    sqlite3_bind_text(st, 3, ip, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    int rc = step_write(s, st);
+    if (rc == SQLITE_DONE)
+        rc = 0;
+    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        rc = store_fail(STORE_NOT_FOUND, "installation %s not found", id);
+    else
+        rc = db_fail(c, "set address");
+    return finish(s, c, st, rc);
+}
+
+static int sq_challenge_add(store_t *base, const char *id, const char *value, int64_t now) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *st = stmt(c, ST_CHAL_ADD);
+    if (st == NULL)
+        return finish(s, c, NULL, -1);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int(st, 4, STORE_CHALLENGES_MAX);
+    int rc = step_write(s, st);
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return finish(s, c, st, store_fail(STORE_NOT_FOUND, "installation %s not found", id));
+    if (rc != SQLITE_DONE)
+        return finish(s, c, st, db_fail(c, "challenge add"));
+    if (sqlite3_changes(c->db) == 1)
+        return finish(s, c, st, 0);
+    done(st);
+    /* Nothing inserted: the value was there already, or the list is full. */
+    if ((st = stmt(c, ST_CHAL_EXISTS)) == NULL)
+        return finish(s, c, NULL, -1);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = 0;
+    else if (rc == SQLITE_DONE)
+        rc = store_fail(STORE_LIMIT, "installation %s holds %d challenge values already", id, STORE_CHALLENGES_MAX);
+    else
+        rc = db_fail(c, "challenge add");
+    return finish(s, c, st, rc);
+}
+
+static int sq_challenge_remove(store_t *base, const char *id, const char *value, store_txt_list_t *removed) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *st = stmt(c, ST_CHAL_DELETE);
+    if (st == NULL)
+        return finish(s, c, NULL, -1);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (value)
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    size_t n = 0;
+    int rc;
+    pthread_mutex_lock(&s->write_lock);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (removed && n < STORE_CHALLENGES_MAX && column_text(st, 0, removed->values[n], STORE_TXT_SIZE) == 0)
+            removed->n = ++n;
+    }
+    pthread_mutex_unlock(&s->write_lock);
+    if (rc != SQLITE_DONE)
+        return finish(s, c, st, db_fail(c, "challenge remove"));
+    done(st);
+    return finish(s, c, NULL, n ? 0 : installation_exists(c, id, 0));
+}
+
+typedef struct kvp_ref {
+    const char *key, *val;
+} kvp_ref_t;
+
+static int kvp_cmp(const void *a, const void *b) {
+    return strcmp(((const kvp_ref_t *)a)->key, ((const kvp_ref_t *)b)->key);
+}
+
+/* Builds the key of a row of ST_KVP_LIST and appends "key\0value\0" to arena. */
+static int append_kvp(sqlite3_stmt *st, buf_t *arena) {
+    int kind = sqlite3_column_int(st, 0);
+    const char *label = (const char *)sqlite3_column_text(st, 1);
+    const char *value = (const char *)sqlite3_column_text(st, 2);
+    char key[STORE_KVP_KEY_SIZE];
+    if (!label || store_kvp_key(key, sizeof key, (store_kvp_kind_t)kind, label, value) != 0)
+        return 1; /* a row no key can be made of: skipped */
+    const char *val = kind == STORE_KVP_A || kind == STORE_KVP_AAAA ? value : "";
+    if (!val)
+        return 1;
+    return buf_append(arena, key, strlen(key) + 1) == 0 && buf_append(arena, val, strlen(val) + 1) == 0 ? 0 : -1;
+}
+
+static int sq_kvp_list(store_t *base, store_kvp_list_t *out) {
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    conn_t *c = conn_acquire(s);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *st = stmt(c, ST_KVP_LIST);
+    if (st == NULL)
+        return finish(s, c, NULL, -1);
+    buf_t arena;
+    buf_init(&arena, 0);
+    size_t n = 0, skipped = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = append_kvp(st, &arena);
+        if (r < 0)
+            break;
+        n += r == 0;
+        skipped += r == 1;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = rc == SQLITE_ROW ? store_fail(-1, "store: out of memory") : db_fail(c, "kvp list");
+        buf_free(&arena);
+        return finish(s, c, st, rc);
+    }
+    finish(s, c, st, 0);
+    if (skipped)
+        log_warn("store %s: %zu installation record(s) with an invalid label or value skipped", s->path, skipped);
+    kvp_ref_t *refs = n ? malloc(n * sizeof *refs) : NULL;
+    out->keys = n ? malloc(n * sizeof *out->keys) : NULL;
+    out->vals = n ? malloc(n * sizeof *out->vals) : NULL;
+    if (n && (!refs || !out->keys || !out->vals)) {
+        free(refs);
+        buf_free(&arena);
+        store_kvp_list_free(out);
+        return store_fail(-1, "store: out of memory");
+    }
+    const char *p = arena.data;
+    for (size_t i = 0; i < n; i++) {
+        refs[i].key = p;
+        p += strlen(p) + 1;
+        refs[i].val = p;
+        p += strlen(p) + 1;
+    }
+    if (n)
+        qsort(refs, n, sizeof *refs, kvp_cmp);
+    for (size_t i = 0; i < n; i++) {
+        out->keys[i] = refs[i].key;
+        out->vals[i] = refs[i].val;
+    }
+    free(refs);
+    out->n = n;
+    out->arena = arena.data; /* now owned by out */
+    return 0;
+}
+
 static void sq_close(store_t *base) {
     sqlite_store_t *s = (sqlite_store_t *)base;
     if (s->in_use)
@@ -519,6 +924,13 @@ static const store_ops_t sqlite_ops = {
     .instance_add = sq_instance_add,
     .instance_get = sq_instance_get,
     .instance_remove = sq_instance_remove,
+    .installation_add = sq_installation_add,
+    .installation_get = sq_installation_get,
+    .installation_remove = sq_installation_remove,
+    .installation_set_address = sq_installation_set_address,
+    .challenge_add = sq_challenge_add,
+    .challenge_remove = sq_challenge_remove,
+    .kvp_list = sq_kvp_list,
 };
 
 /* Creates the file with mode 0600 if missing (SQLite would use 0644); the

@@ -1,6 +1,8 @@
-/* store_valid: syntax of tenant, instance and account ids and the verifier. */
+/* store_valid: syntax of tenant, instance and account ids, the verifier,
+ * and of installations' ids, labels and values (with the DNS keys). */
 #include "store.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool is_lower_hex(char c) {
@@ -116,4 +118,60 @@ bool store_endpoints_contain(const char *list, const char *id) {
         list += len + (list[len] == ',');
     }
     return false;
+}
+
+bool store_valid_installation_id(const char *s) {
+    if (s == NULL)
+        return false;
+    size_t n = 0;
+    while (n < STORE_INSTALLATION_ID_SIZE && is_lower_hex(s[n]))
+        n++;
+    return n == STORE_INSTALLATION_ID_SIZE - 1 && s[n] == '\0';
+}
+
+bool store_valid_label(const char *s) {
+    if (s == NULL || s[0] == '-')
+        return false;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n + 1 >= STORE_LABEL_SIZE || !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return n > 0 && s[n - 1] != '-';
+}
+
+bool store_valid_thumbprint(const char *s) {
+    if (s == NULL)
+        return false;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n + 1 >= STORE_THUMBPRINT_SIZE ||
+            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return n == STORE_THUMBPRINT_SIZE - 1;
+}
+
+bool store_valid_txt(const char *s) {
+    if (s == NULL)
+        return false;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n + 1 >= STORE_TXT_SIZE || c <= ' ' || c >= 0x7f || c == '/')
+            return false;
+    }
+    return n > 0;
+}
+
+int store_kvp_key(char *out, size_t len, store_kvp_kind_t kind, const char *label, const char *txt) {
+    static const char *const prefix[] = {
+        [STORE_KVP_NAME] = "n/", [STORE_KVP_A] = "a/", [STORE_KVP_AAAA] = "aaaa/", [STORE_KVP_TXT] = "t/"};
+    if ((unsigned)kind > STORE_KVP_TXT || !store_valid_label(label) || (kind == STORE_KVP_TXT && !store_valid_txt(txt)))
+        return -1;
+    int n = kind == STORE_KVP_TXT ? snprintf(out, len, "t/%s/%s", label, txt)
+                                  : snprintf(out, len, "%s%s", prefix[kind], label);
+    return n > 0 && (size_t)n < len ? 0 : -1;
 }

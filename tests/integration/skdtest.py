@@ -21,13 +21,20 @@ Scripts end with skdtest.main(), which runs the unittest cases and prints
 "N passed, M failed" as the last line.
 """
 
+import base64
+import ctypes
+import ctypes.util
+import hashlib
+import http.client
 import itertools
+import json
 import os
 import re
 import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -199,6 +206,11 @@ class Server:
         with open(self.config_path, "w") as f:
             f.write(render_config(sections) + self.extra_text)
         self.log_path = os.path.join(self.dir, "skd.log")
+        return self._launch("wb")
+
+    def _launch(self, log_mode):
+        """Starts the process on the written configuration; True once every
+        listener accepts connections."""
         args = [self.binary, "serve", "-c", self.config_path]
         if os.path.basename(self.binary).startswith("skd-testserver"):
             args = [self.binary, "-c", self.config_path]
@@ -208,7 +220,7 @@ class Server:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         if self.env:
             env.update(self.env)
-        with open(self.log_path, "wb") as logf:
+        with open(self.log_path, log_mode) as logf:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env)
         self.returncode = None
         targets = [("127.0.0.1", self.port), ("127.0.0.1", self.admin_port)]
@@ -229,6 +241,18 @@ class Server:
             self.proc.wait()
         if self.proc:
             self.returncode = self.proc.returncode
+
+    def kill(self):
+        """SIGKILL, as a crash: nothing is cleaned up. restart() starts it again."""
+        self._kill()
+
+    def restart(self):
+        """Starts the process again with the same configuration and ports
+        (after kill() or stop()); its log goes on in the same file."""
+        if self.proc.poll() is None:
+            raise ServerError("restart of a running server")
+        if not self._launch("ab"):
+            raise ServerError("server did not restart; log:\n" + self.log()[-6000:])
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -796,6 +820,468 @@ class KeyStack:
         with open(path, "wb") as f:
             f.write(data)
         return path
+
+
+# ---------------------------------------------------------------- installations (certs/API.md)
+
+ZONE = "sk.test."
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_json(obj):
+    return b64u(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def acme_value(seed):
+    """A dns-01 value: base64url(SHA-256(seed)), 43 characters."""
+    return b64u(hashlib.sha256(seed.encode()).digest())
+
+
+def _der_len(data, i):
+    n = data[i]
+    if n < 0x80:
+        return n, i + 1
+    k = n & 0x7F
+    return int.from_bytes(data[i + 1:i + 1 + k], "big"), i + 1 + k
+
+
+def der_to_raw(sig):
+    """DER ECDSA-Sig-Value -> r || s (32 bytes each), as JWS ES256 wants."""
+    assert sig[0] == 0x30
+    _, i = _der_len(sig, 1)
+    out = b""
+    for _ in range(2):
+        assert sig[i] == 0x02
+        n, i = _der_len(sig, i + 1)
+        out += int.from_bytes(sig[i:i + n], "big").to_bytes(32, "big")
+        i += n
+    return out
+
+
+class _Libcrypto:
+    """OpenSSL 3's libcrypto through ctypes: P-256 keys and ES256 signatures
+    in-process (the openssl command costs a process, ~10 ms, per call; this
+    costs ~0.1 ms and releases the GIL)."""
+
+    _lib = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls):
+        with cls._lock:
+            if cls._lib is None:
+                lib = ctypes.CDLL(ctypes.util.find_library("crypto") or "libcrypto.so.3")
+                P, I, S = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+                for name, restype, argtypes in (
+                        ("EVP_PKEY_CTX_new_from_name", P, [P, ctypes.c_char_p, ctypes.c_char_p]),
+                        ("EVP_PKEY_keygen_init", I, [P]),
+                        ("EVP_PKEY_CTX_set_group_name", I, [P, ctypes.c_char_p]),
+                        ("EVP_PKEY_generate", I, [P, ctypes.POINTER(P)]),
+                        ("EVP_PKEY_CTX_free", None, [P]),
+                        ("EVP_PKEY_free", None, [P]),
+                        ("EVP_PKEY_get_octet_string_param", I, [P, ctypes.c_char_p, P, S, ctypes.POINTER(S)]),
+                        ("EVP_MD_CTX_new", P, []),
+                        ("EVP_MD_CTX_free", None, [P]),
+                        ("EVP_sha256", P, []),
+                        ("EVP_DigestSignInit", I, [P, P, P, P, P]),
+                        ("EVP_DigestSign", I, [P, P, ctypes.POINTER(S), P, S])):
+                    f = getattr(lib, name)
+                    f.restype, f.argtypes = restype, argtypes
+                cls._lib = lib
+            return cls._lib
+
+
+class Key:
+    """A P-256 key made and used through libcrypto (_Libcrypto): jwk (the
+    public JWK), thumbprint (RFC 7638), sign(data) -> raw r || s."""
+
+    def __init__(self):
+        lib = _Libcrypto.get()
+        self._pkey = None
+        ctx = lib.EVP_PKEY_CTX_new_from_name(None, b"EC", None)
+        pkey = ctypes.c_void_p()
+        try:
+            if not (ctx and lib.EVP_PKEY_keygen_init(ctx) == 1 and lib.EVP_PKEY_CTX_set_group_name(ctx, b"P-256") == 1
+                    and lib.EVP_PKEY_generate(ctx, ctypes.byref(pkey)) == 1):
+                raise AssertionError("libcrypto: P-256 key generation failed")
+        finally:
+            lib.EVP_PKEY_CTX_free(ctx)
+        self._pkey = pkey.value
+        point = ctypes.create_string_buffer(65)
+        n = ctypes.c_size_t()
+        if lib.EVP_PKEY_get_octet_string_param(self._pkey, b"encoded-pub-key", point, 65, ctypes.byref(n)) != 1 \
+                or n.value != 65 or point.raw[0] != 4:
+            raise AssertionError("libcrypto: cannot read the public point")
+        self.jwk = {"kty": "EC", "crv": "P-256", "x": b64u(point.raw[1:33]), "y": b64u(point.raw[33:])}
+        canon = json.dumps({k: self.jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+        self.thumbprint = b64u(hashlib.sha256(canon.encode()).digest())
+
+    def sign(self, data):
+        """ES256 over data: the raw 64-byte r || s."""
+        lib = _Libcrypto.get()
+        ctx = lib.EVP_MD_CTX_new()
+        sig = ctypes.create_string_buffer(80)
+        n = ctypes.c_size_t(len(sig))
+        try:
+            if not (ctx and lib.EVP_DigestSignInit(ctx, None, lib.EVP_sha256(), None, self._pkey) == 1
+                    and lib.EVP_DigestSign(ctx, sig, ctypes.byref(n), data, len(data)) == 1):
+                raise AssertionError("libcrypto: signing failed")
+        finally:
+            lib.EVP_MD_CTX_free(ctx)
+        return der_to_raw(sig.raw[:n.value])
+
+    def __del__(self):
+        if getattr(self, "_pkey", None):
+            _Libcrypto.get().EVP_PKEY_free(self._pkey)
+            self._pkey = None
+
+
+class InstallationClient:
+    """An installation talking to one skd (port; use() switches to another
+    node): signs with key, keeps the last Replay-Nonce (nonces are per skd
+    process). Every request is on a fresh connection."""
+
+    def __init__(self, port, key, host="127.0.0.1", token=None):
+        self.port = port
+        self.key = key
+        self.host = host
+        self.token = token
+        self.nonce = None
+        self.id = None
+        self.label = None
+
+    def use(self, port):
+        """Talk to the skd on port from now on (its nonces, not this one's)."""
+        if port != self.port:
+            self.port = port
+            self.nonce = None
+
+    def url(self, path):
+        return "http://%s:%d%s" % (self.host, self.port, path)
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        """One request; the http.client response with .body read."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            r.body = r.read()
+            nonce = r.getheader("Replay-Nonce")
+            if nonce:
+                self.nonce = nonce
+            return r
+        finally:
+            conn.close()
+
+    def fresh_nonce(self):
+        r = self.request("HEAD", "/api/v1/nonce")
+        assert r.status == 200, r.status
+        return self.nonce
+
+    def jws(self, url, payload, nonce=None, kid=None, jwk=False, alg="ES256", key=None, header=None):
+        """The flattened JWS of payload (None: empty; bytes/str: as is;
+        otherwise JSON) for url, signed with key (default: ours)."""
+        protected = {"alg": alg, "nonce": nonce if nonce is not None else (self.nonce or self.fresh_nonce()),
+                     "url": url}
+        if jwk:
+            protected["jwk"] = self.key.jwk
+        else:
+            protected["kid"] = kid if kid is not None else self.id
+        protected.update(header or {})
+        p = b64u_json(protected)
+        pl = "" if payload is None else b64u_json(payload) if not isinstance(payload, (bytes, str)) else \
+            b64u(payload if isinstance(payload, bytes) else payload.encode())
+        sig = (key or self.key).sign(("%s.%s" % (p, pl)).encode())
+        return json.dumps({"protected": p, "payload": pl, "signature": b64u(sig)}).encode()
+
+    def signed(self, method, path, payload, content_type="application/jose+json", extra_headers=None, **kw):
+        """Signs and sends; returns (response, body sent)."""
+        timeout = kw.pop("timeout", 30)
+        body = self.jws(self.url(path), payload, **kw)
+        self.nonce = None  # used up: the answer brings the next
+        headers = {"Content-Type": content_type}
+        headers.update(extra_headers or {})
+        return self.request(method, path, body, headers, timeout=timeout), body
+
+    def raw_request(self, method, path, payload, nonce):
+        """A whole signed HTTP/1.1 request (keep-alive) as bytes, to send
+        later: the signature is made now (benchmarks sign before timing)."""
+        body = self.jws(self.url(path), payload, nonce=nonce)
+        return build_request(method, path, {"Host": "%s:%d" % (self.host, self.port),
+                                            "Content-Type": "application/jose+json"}, body)
+
+    def challenge_path(self):
+        return "/api/v1/installations/%s/challenge" % self.id
+
+    def register(self, label=None, metadata=None, **kw):
+        payload = {}
+        if label is not None:
+            payload["label"] = label
+        if metadata is not None:
+            payload["metadata"] = metadata
+        headers = {"Authorization": "Bearer " + self.token} if self.token else {}
+        r, _ = self.signed("POST", "/api/v1/installations", payload, jwk=True, extra_headers=headers, **kw)
+        if r.status in (200, 201):
+            obj = json.loads(r.body)
+            self.id, self.label = obj["id"], obj["label"]
+        return r
+
+    def address(self, address, **kw):
+        return self.signed("PUT", "/api/v1/installations/%s/address" % self.id, {"address": address}, **kw)[0]
+
+    def challenge_set(self, value, **kw):
+        return self.signed("PUT", self.challenge_path(), {"value": value}, **kw)[0]
+
+    def challenge_delete(self, value=None, **kw):
+        payload = {"value": value} if value else None
+        return self.signed("DELETE", self.challenge_path(), payload, **kw)[0]
+
+    def delete(self, **kw):
+        return self.signed("DELETE", "/api/v1/installations/%s" % self.id, None, **kw)[0]
+
+
+def error_type(r):
+    """The "type" of an http.client response's JSON error body, or None."""
+    try:
+        return json.loads(r.body).get("type")
+    except (ValueError, AttributeError):
+        return None
+
+
+def installations_status(srv):
+    """GET /installations/status on srv's admin listener, as JSON."""
+    r = srv.request("GET", "/installations/status", port=srv.admin_port)
+    assert r.status == 200, r
+    return r.json()
+
+
+def psk_file(directory, name, hexkey=None):
+    """A kvpsync key file directory/name.psk (64 hex digits, mode 0600)."""
+    path = os.path.join(directory, name + ".psk")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write((hexkey or os.urandom(32).hex()) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- DNS over raw UDP
+
+DNS_A, DNS_NS, DNS_SOA, DNS_TXT, DNS_AAAA, DNS_CAA = 1, 2, 6, 16, 28, 257
+RCODE_NOERROR, RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_REFUSED = 0, 2, 3, 5
+
+
+def _skip_name(data, off):
+    while True:
+        n = data[off]
+        if n >= 0xC0:  # a compression pointer ends the name
+            return off + 2
+        off += 1 + n
+        if n == 0:
+            return off
+
+
+class DnsReply:
+    """A DNS response: id, rcode, aa, tc, answers [(type, rdata)]."""
+
+    def __init__(self, data):
+        self.id, flags, qd, an, _, _ = struct.unpack("!HHHHHH", data[:12])
+        self.rcode = flags & 0xF
+        self.aa = bool(flags & 0x400)
+        self.tc = bool(flags & 0x200)
+        off = 12
+        for _ in range(qd):
+            off = _skip_name(data, off) + 4
+        self.answers = []
+        for _ in range(an):
+            off = _skip_name(data, off)
+            rtype, _, _, rdlen = struct.unpack("!HHIH", data[off:off + 10])
+            off += 10
+            self.answers.append((rtype, data[off:off + rdlen]))
+            off += rdlen
+
+    def txt(self):
+        """The TXT records' texts (each record's strings joined)."""
+        out = []
+        for rtype, rdata in self.answers:
+            if rtype == DNS_TXT:
+                i, text = 0, b""
+                while i < len(rdata):
+                    text += rdata[i + 1:i + 1 + rdata[i]]
+                    i += 1 + rdata[i]
+                out.append(text.decode("ascii", "replace"))
+        return out
+
+    def a(self):
+        return [socket.inet_ntoa(rdata) for rtype, rdata in self.answers if rtype == DNS_A]
+
+    def __repr__(self):
+        return "<DnsReply rcode %d, %d answers>" % (self.rcode, len(self.answers))
+
+
+def dns_wire_query(name, qtype, qid=0):
+    q = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0)  # RD off: we ask the authority
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\0" + struct.pack("!HH", qtype, 1)
+
+
+def dns_query(port, name, qtype, timeout=1.0, host="127.0.0.1"):
+    """One query over UDP; the DnsReply, or None without an answer in time."""
+    qid = int.from_bytes(os.urandom(2), "big")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
+        deadline = time.monotonic() + timeout
+        try:
+            s.send(dns_wire_query(name, qtype, qid))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                s.settimeout(left)
+                data = s.recv(65535)
+                if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == qid:
+                    return DnsReply(data)
+        except (socket.timeout, ConnectionRefusedError):  # refused: nothing listens (ICMP)
+            return None
+
+
+# ---------------------------------------------------------------- skdns
+
+SKDNS = os.environ.get("SKDNS") or os.path.join(os.path.dirname(SKD), "skdns")
+
+
+def free_dns_port():
+    """A port that was free for both TCP and UDP a moment ago."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+def skdns_config(dns_port, kv_port, senders, dns=None, level="info"):
+    """skdns's configuration (skdns/skdns.conf.example is the reference):
+    ZONE with NS ns1 (glue 127.0.0.1), CAA pebble.test, no rate limit;
+    senders: [(id, psk file)]; dns: more [dns] options."""
+    d = {"listen": "127.0.0.1:%d" % dns_port, "zone": ZONE, "ns": "ns1.%s 127.0.0.1" % ZONE,
+         "caa_issue": "pebble.test", "rate_limit": 0}
+    d.update(dns or {})
+    return render_config({"dns": d, "kvpsync": {"listen": "127.0.0.1:%d" % kv_port,
+                                                "sender": ["%d %s" % s for s in senders]},
+                          "log": {"level": level}})
+
+
+class Skdns:
+    """A skdns process serving ZONE on free loopback ports (dns_port, UDP
+    and TCP; kv_port, kvpsync), fed by senders [(id, psk file)]; started at
+    once, answering. kill() (SIGKILL) and restart() keep the ports and the
+    log file (directory/name.log). wrap: a command prefix (e.g. taskset)."""
+
+    def __init__(self, directory, name, senders, dns=None, level="info", wrap=(), binary=None):
+        self.name = name
+        self.binary = binary or SKDNS
+        self.wrap = list(wrap)
+        self.conf = os.path.join(directory, name + ".conf")
+        self.log_path = os.path.join(directory, name + ".log")
+        self.proc = None
+        self.started_at = None
+        for attempt in range(5):  # a port may be taken between the probe and the bind
+            self.dns_port, self.kv_port = free_dns_port(), free_dns_port()
+            with open(self.conf, "w") as f:
+                f.write(skdns_config(self.dns_port, self.kv_port, senders, dns, level))
+            if self._launch("wb"):
+                return
+            if attempt == 4 or "address already in use" not in self.text().lower():
+                raise ServerError("skdns did not start:\n" + self.text()[-6000:])
+
+    def _launch(self, log_mode, wait=True):
+        self.started_at = time.monotonic()
+        with open(self.log_path, log_mode) as logf:
+            self.proc = subprocess.Popen(self.wrap + [self.binary, "-c", self.conf], stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf, env=sanitizer_env())
+        if not wait:
+            return True
+        wait_for(lambda: not self.alive() or self.answers(), START_TIMEOUT)
+        if self.alive() and self.answers():
+            return True
+        self.kill()
+        return False
+
+    def answers(self):
+        """Whether it answers a query for the apex SOA now."""
+        r = dns_query(self.dns_port, ZONE, DNS_SOA, timeout=0.2)
+        return r is not None and r.rcode == RCODE_NOERROR
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+
+    def restart(self, wait=True):
+        """Starts it again after kill() or stop(); started_at is the moment
+        of the spawn. wait: until it answers."""
+        if self.alive():
+            raise ServerError("restart of a running skdns")
+        if not self._launch("ab", wait):
+            raise ServerError("skdns did not restart:\n" + self.text()[-6000:])
+
+    def stop(self, timeout=10):
+        """SIGTERM (SIGKILL after timeout); returns the exit status."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def problems(self):
+        """After stop(): what is wrong (exit status, ERROR lines, sanitizer
+        reports), or None."""
+        text = self.text()
+        out = []
+        if self.proc.returncode != 0:
+            out.append("exit status %r" % self.proc.returncode)
+        errors = [line for line in text.splitlines() if re.search(r"\bERROR\b", line)]
+        if errors:
+            out.append("ERROR lines: %r" % errors[:5])
+        reports = [m for m in SANITIZER_MARKERS if m in text]
+        if reports:
+            out.append("sanitizer report (%s)" % ", ".join(reports))
+        return "skdns %s: %s\n---- log ----\n%s" % (self.name, "; ".join(out), text[-6000:]) if out else None
+
+    def text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def query(self, name, qtype, timeout=1.0):
+        return dns_query(self.dns_port, name, qtype, timeout)
+
+    def dig(self, rtype, name, short=True):
+        """kdig's output (bytes)."""
+        args = ["kdig", "@127.0.0.1", "-p", str(self.dns_port), "+timeout=1", "+retry=1"]
+        return run(args + (["+short"] if short else []) + [rtype, name]).stdout
+
+    def txt(self, label):
+        """The TXT values of _acme-challenge.<label>, sorted, by kdig."""
+        out = self.dig("TXT", "_acme-challenge.%s.%s" % (label, ZONE)).decode()
+        return sorted(line.strip().strip('"') for line in out.splitlines() if line.strip())
+
+    def a(self, label):
+        return self.dig("A", "%s.%s" % (label, ZONE)).decode().split()
 
 
 # ---------------------------------------------------------------- running

@@ -99,7 +99,7 @@ static void open_migrate_reopen(void **state) {
     struct stat sb;
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_int_equal(raw_user_version(f->path, -1), 2);
+    assert_int_equal(raw_user_version(f->path, -1), 3);
 
     char err[256];
     f->s = store_open_sqlite(f->path, err, sizeof err);
@@ -515,6 +515,308 @@ static void concurrent_readers_writers(void **state) {
     assert_int_equal(store_instance_get(f->s, T1, "i-07000026", ip, sizeof ip), STORE_NOT_FOUND);
 }
 
+/* ---- installations ---- */
+
+#define ID1 "0123456789abcdef0123456789abcdef"
+#define ID2 "fedcba9876543210fedcba9876543210"
+#define TP1 "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+#define TP2 "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"
+#define TXT1 "gfj9Xq-Ev2FdjAJ3FyXmQEmRBHGhW0DuFzg5m4dQ1gA"
+#define TXT2 "LPJNul-wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ"
+
+static store_installation_t demo_installation(const char *id, const char *label, const char *thumbprint) {
+    store_installation_t in = {.jwk = "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"x\",\"y\":\"y\"}",
+                               .metadata = "{\"region\":\"eu-west-1\"}"};
+    snprintf(in.id, sizeof in.id, "%s", id);
+    snprintf(in.label, sizeof in.label, "%s", label);
+    snprintf(in.thumbprint, sizeof in.thumbprint, "%s", thumbprint);
+    return in;
+}
+
+static void installations_add_get_remove(void **state) {
+    fixture_t *f = *state;
+    store_installation_t in = demo_installation(ID1, "host-1", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), 0);
+    assert_true(in.created_at > 1700000000);
+
+    store_installation_t got;
+    assert_int_equal(store_installation_get(f->s, ID1, &got), 0);
+    assert_string_equal(got.id, ID1);
+    assert_string_equal(got.label, "host-1");
+    assert_string_equal(got.thumbprint, TP1);
+    assert_string_equal(got.jwk, in.jwk);
+    assert_string_equal(got.metadata, in.metadata);
+    assert_int_equal(got.created_at, in.created_at);
+    assert_string_equal(got.ipv4, "");
+    assert_int_equal(got.challenges.n, 0);
+    store_installation_clear(&got);
+
+    /* The same key again: its installation comes back. */
+    store_installation_t again = demo_installation(ID2, "other", TP1);
+    assert_int_equal(store_installation_add(f->s, &again), STORE_EXISTS);
+    assert_string_equal(again.id, ID1);
+    assert_string_equal(again.label, "host-1");
+    /* Another key, a taken label. */
+    store_installation_t taken = demo_installation(ID2, "host-1", TP2);
+    assert_int_equal(store_installation_add(f->s, &taken), STORE_CONFLICT);
+    assert_non_null(strstr(store_last_error(), "label host-1 is taken"));
+    assert_string_equal(taken.id, ID2);
+    /* Metadata is optional. */
+    store_installation_t second = demo_installation(ID2, "h2", TP2);
+    second.metadata = NULL;
+    assert_int_equal(store_installation_add(f->s, &second), 0);
+    assert_int_equal(store_installation_get(f->s, ID2, &got), 0);
+    assert_null(got.metadata);
+    store_installation_clear(&got);
+
+    assert_int_equal(store_installation_set_address(f->s, ID1, "192.0.2.7"), 0);
+    assert_int_equal(store_challenge_add(f->s, ID1, TXT1), 0);
+    store_installation_t removed;
+    assert_int_equal(store_installation_remove(f->s, ID1, &removed), 0);
+    assert_string_equal(removed.label, "host-1");
+    assert_string_equal(removed.ipv4, "192.0.2.7");
+    assert_int_equal(removed.challenges.n, 1);
+    assert_string_equal(removed.challenges.values[0], TXT1);
+    store_installation_clear(&removed);
+    assert_int_equal(store_installation_get(f->s, ID1, &got), STORE_NOT_FOUND);
+    assert_null(got.jwk);
+    assert_int_equal(store_installation_remove(f->s, ID1, NULL), STORE_NOT_FOUND);
+    /* The label and key are free again. */
+    in = demo_installation(ID1, "host-1", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), 0);
+    assert_int_equal(store_installation_get(f->s, ID1, &got), 0);
+    assert_string_equal(got.ipv4, ""); /* nothing left behind by the cascade */
+    assert_int_equal(got.challenges.n, 0);
+    store_installation_clear(&got);
+}
+
+static void invalid_installations_refused(void **state) {
+    fixture_t *f = *state;
+    static const char *const bad_labels[] = {"", "-a", "a-", "A", "a.b", "a_b", "a b",
+                                             "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof bad_labels / sizeof bad_labels[0]; i++) {
+        store_installation_t in = demo_installation(ID1, "x", TP1);
+        snprintf(in.label, sizeof in.label, "%s", bad_labels[i]);
+        if (strlen(bad_labels[i]) >= sizeof in.label) /* 64: checked through the validator */
+            assert_false(store_valid_label(bad_labels[i]));
+        else
+            assert_int_equal(store_installation_add(f->s, &in), -1);
+    }
+    assert_true(store_valid_label("012345678901234567890123456789012345678901234567890123456789012"));
+    assert_true(store_valid_label("a-0"));
+    store_installation_t in = demo_installation("0123456789ABCDEF0123456789abcdef", "x", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), -1);
+    in = demo_installation(ID1, "x", "short");
+    assert_int_equal(store_installation_add(f->s, &in), -1);
+    in = demo_installation(ID1, "x", "NzbLsXh8uDCcd+6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    assert_int_equal(store_installation_add(f->s, &in), -1);
+    in = demo_installation(ID1, "x", TP1);
+    in.jwk = NULL;
+    assert_int_equal(store_installation_add(f->s, &in), -1);
+    in.jwk = "{\"a\":\"\n\"}";
+    assert_int_equal(store_installation_add(f->s, &in), -1);
+    char big[STORE_METADATA_MAX + 1];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    in = demo_installation(ID1, "x", TP1);
+    in.metadata = big;
+    assert_int_equal(store_installation_add(f->s, &in), -1);
+
+    assert_false(store_valid_txt(""));
+    assert_false(store_valid_txt("a b"));
+    assert_false(store_valid_txt("a/b"));
+    assert_false(store_valid_txt("a\x7f"));
+    assert_true(store_valid_txt(TXT1));
+    char txt[STORE_TXT_SIZE + 1];
+    memset(txt, 'a', sizeof txt - 1);
+    txt[sizeof txt - 1] = '\0';
+    assert_false(store_valid_txt(txt));
+    txt[sizeof txt - 2] = '\0'; /* 255 */
+    assert_true(store_valid_txt(txt));
+
+    in = demo_installation(ID1, "x", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), 0);
+    assert_int_equal(store_challenge_add(f->s, ID1, "a b"), -1);
+    assert_int_equal(store_installation_set_address(f->s, ID1, "192.0.2.300"), -1);
+    assert_int_equal(store_installation_set_address(f->s, "nope", "192.0.2.3"), -1);
+    store_installation_t got;
+    assert_int_equal(store_installation_get(f->s, "nope", &got), -1);
+}
+
+static void addresses_and_challenges(void **state) {
+    fixture_t *f = *state;
+    store_installation_t in = demo_installation(ID1, "host-1", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), 0);
+
+    assert_int_equal(store_installation_set_address(f->s, ID1, "192.0.2.7"), 0);
+    assert_int_equal(store_installation_set_address(f->s, ID1, "2001:DB8:0::7"), 0);
+    assert_int_equal(store_installation_set_address(f->s, ID1, "::ffff:192.0.2.8"), 0); /* IPv4, replaces */
+    assert_int_equal(store_installation_set_address(f->s, ID2, "192.0.2.7"), STORE_NOT_FOUND);
+    store_installation_t got;
+    assert_int_equal(store_installation_get(f->s, ID1, &got), 0);
+    assert_string_equal(got.ipv4, "192.0.2.8");
+    assert_string_equal(got.ipv6, "2001:db8::7");
+    store_installation_clear(&got);
+
+    char value[16];
+    for (int i = 0; i < STORE_CHALLENGES_MAX; i++) {
+        snprintf(value, sizeof value, "v%d", i);
+        assert_int_equal(store_challenge_add(f->s, ID1, value), 0);
+    }
+    assert_int_equal(store_challenge_add(f->s, ID1, "v0"), 0); /* already there: fine when full */
+    assert_int_equal(store_challenge_add(f->s, ID1, "v9"), STORE_LIMIT);
+    assert_non_null(strstr(store_last_error(), "8 challenge values"));
+    assert_int_equal(store_challenge_add(f->s, ID2, "v0"), STORE_NOT_FOUND);
+    assert_int_equal(store_installation_get(f->s, ID1, &got), 0);
+    assert_int_equal(got.challenges.n, STORE_CHALLENGES_MAX);
+    assert_string_equal(got.challenges.values[0], "v0");
+    assert_string_equal(got.challenges.values[7], "v7");
+    store_installation_clear(&got);
+
+    store_txt_list_t removed;
+    assert_int_equal(store_challenge_remove(f->s, ID1, "v3", &removed), 0);
+    assert_int_equal(removed.n, 1);
+    assert_string_equal(removed.values[0], "v3");
+    assert_int_equal(store_challenge_remove(f->s, ID1, "v3", &removed), 0); /* gone already: not an error */
+    assert_int_equal(removed.n, 0);
+    assert_int_equal(store_challenge_add(f->s, ID1, "v9"), 0); /* room again */
+    assert_int_equal(store_challenge_remove(f->s, ID1, NULL, &removed), 0);
+    assert_int_equal(removed.n, STORE_CHALLENGES_MAX);
+    assert_int_equal(store_challenge_remove(f->s, ID1, NULL, NULL), 0);
+    assert_int_equal(store_challenge_remove(f->s, ID2, NULL, &removed), STORE_NOT_FOUND);
+    assert_int_equal(store_installation_get(f->s, ID1, &got), 0);
+    assert_int_equal(got.challenges.n, 0);
+    store_installation_clear(&got);
+}
+
+static void kvp_list_sorted(void **state) {
+    fixture_t *f = *state;
+    store_kvp_list_t l;
+    assert_int_equal(store_kvp_list(f->s, &l), 0);
+    assert_int_equal(l.n, 0);
+    store_kvp_list_free(&l);
+
+    store_installation_t a = demo_installation(ID1, "zz", TP1), b = demo_installation(ID2, "aa", TP2);
+    assert_int_equal(store_installation_add(f->s, &a), 0);
+    assert_int_equal(store_installation_add(f->s, &b), 0);
+    assert_int_equal(store_installation_set_address(f->s, ID1, "192.0.2.7"), 0);
+    assert_int_equal(store_installation_set_address(f->s, ID1, "2001:db8::7"), 0);
+    assert_int_equal(store_challenge_add(f->s, ID1, TXT2), 0);
+    assert_int_equal(store_challenge_add(f->s, ID1, TXT1), 0);
+    assert_int_equal(store_installation_set_address(f->s, ID2, "198.51.100.1"), 0);
+
+    assert_int_equal(store_kvp_list(f->s, &l), 0);
+    static const char *const want[][2] = {
+        {"a/aa", "198.51.100.1"}, {"a/zz", "192.0.2.7"}, {"aaaa/zz", "2001:db8::7"}, {"n/aa", ""},
+        {"n/zz", ""},           {"t/zz/" TXT2, ""},   {"t/zz/" TXT1, ""},
+    };
+    assert_int_equal(l.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < l.n; i++) {
+        assert_string_equal(l.keys[i], want[i][0]);
+        assert_string_equal(l.vals[i], want[i][1]);
+    }
+    store_kvp_list_free(&l);
+    assert_null(l.keys);
+
+    char key[STORE_KVP_KEY_SIZE];
+    assert_int_equal(store_kvp_key(key, sizeof key, STORE_KVP_TXT, "zz", TXT1), 0);
+    assert_string_equal(key, "t/zz/" TXT1);
+    assert_int_equal(store_kvp_key(key, sizeof key, STORE_KVP_AAAA, "zz", NULL), 0);
+    assert_string_equal(key, "aaaa/zz");
+    assert_int_equal(store_kvp_key(key, sizeof key, STORE_KVP_TXT, "zz", "a/b"), -1);
+    assert_int_equal(store_kvp_key(key, sizeof key, STORE_KVP_NAME, "Zz", NULL), -1);
+    assert_int_equal(store_kvp_key(key, 4, STORE_KVP_NAME, "zz", NULL), -1);
+    /* Keys are at most 320 bytes (the contract): t/ + 63 + / + 254 fits,
+     * a 255-byte value with a 63-byte label does not. */
+    char label[64], txt[256];
+    memset(label, 'l', 63), label[63] = '\0';
+    memset(txt, 't', 255), txt[255] = '\0';
+    assert_int_equal(store_kvp_key(key, sizeof key, STORE_KVP_TXT, label, txt), -1);
+    txt[254] = '\0';
+    assert_int_equal(store_kvp_key(key, sizeof key, STORE_KVP_TXT, label, txt), 0);
+    assert_int_equal(strlen(key), 320);
+}
+
+/* A store at schema version 2 (made by hand) migrates to 3 and keeps its data. */
+static void migrate_from_2(void **state) {
+    fixture_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    unlink(f->path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE tenants (id TEXT PRIMARY KEY NOT NULL, account_id TEXT NOT NULL,"
+                                  " networks TEXT NOT NULL, verifier TEXT NOT NULL, audit_dir TEXT, ekt BLOB,"
+                                  " created_at INTEGER NOT NULL, endpoints TEXT) STRICT;"
+                                  "CREATE TABLE instances (tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+                                  " instance_id TEXT NOT NULL, ip TEXT NOT NULL, created_at INTEGER NOT NULL,"
+                                  " PRIMARY KEY (tenant_id, instance_id)) STRICT, WITHOUT ROWID;"
+                                  "INSERT INTO tenants VALUES ('" T1 "', '111122223333', '127.0.0.0/8',"
+                                  " 'registry', NULL, NULL, 1, NULL);"
+                                  "PRAGMA user_version = 2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char err[256];
+    f->s = store_open_sqlite(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(raw_user_version(f->path, -1), 3);
+    store_tenant_t t;
+    assert_int_equal(store_tenant_get(f->s, T1, &t), 0);
+    store_tenant_clear(&t);
+    store_installation_t in = demo_installation(ID1, "host-1", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), 0);
+}
+
+/* Two stores on one file (two skd processes) add values to one installation
+ * at once: exactly STORE_CHALLENGES_MAX get in. */
+#define CHAL_THREADS 16
+
+typedef struct chal_arg {
+    store_t *s;
+    int idx;
+    int rc;
+} chal_arg_t;
+
+static void *chal_thread(void *p) {
+    chal_arg_t *a = p;
+    char value[16];
+    snprintf(value, sizeof value, "value-%02d", a->idx);
+    a->rc = store_challenge_add(a->s, ID1, value);
+    if (a->rc < 0)
+        fprintf(stderr, "thread %d: %s\n", a->idx, store_last_error());
+    return NULL;
+}
+
+static void challenge_limit_across_stores(void **state) {
+    fixture_t *f = *state;
+    store_installation_t in = demo_installation(ID1, "host-1", TP1);
+    assert_int_equal(store_installation_add(f->s, &in), 0);
+    char err[256];
+    store_t *other = store_open_sqlite(f->path, err, sizeof err);
+    assert_non_null(other);
+    pthread_t th[CHAL_THREADS];
+    chal_arg_t args[CHAL_THREADS];
+    for (int i = 0; i < CHAL_THREADS; i++) {
+        args[i] = (chal_arg_t){i % 2 ? other : f->s, i, -9};
+        assert_int_equal(pthread_create(&th[i], NULL, chal_thread, &args[i]), 0);
+    }
+    int added = 0, full = 0;
+    for (int i = 0; i < CHAL_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        added += args[i].rc == 0;
+        full += args[i].rc == STORE_LIMIT;
+    }
+    store_close(other);
+    assert_int_equal(added, STORE_CHALLENGES_MAX);
+    assert_int_equal(full, CHAL_THREADS - STORE_CHALLENGES_MAX);
+    store_installation_t got;
+    assert_int_equal(store_installation_get(f->s, ID1, &got), 0);
+    assert_int_equal(got.challenges.n, STORE_CHALLENGES_MAX);
+    store_installation_clear(&got);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(open_migrate_reopen, setup, teardown),
@@ -529,6 +831,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(instances, setup, teardown),
         cmocka_unit_test_setup_teardown(ekt_set_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_readers_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(installations_add_get_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(invalid_installations_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(addresses_and_challenges, setup, teardown),
+        cmocka_unit_test_setup_teardown(kvp_list_sorted, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrate_from_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(challenge_limit_across_stores, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
