@@ -9,6 +9,7 @@
 
 #include "../agent/commands.h"
 #include "audit_verify.h"
+#include "cert.h"
 
 typedef int (*sk_command_fn)(int argc, char **argv);
 
@@ -29,6 +30,15 @@ static const sk_command_t commands[] = {
      sk_takeown},
     {"automount", "[--check]", "mount the volumes of automount.conf (at boot: sk-automount.service)", sk_automount},
     {"chk-pubkey", "", "compare the pinned API signing key with the one the API serves", sk_chk_pubkey},
+    {"cert register", "--server URL --state DIR [--label LABEL] [--token TOKEN]",
+     "register this installation with skd; prints its name", sk_cert_register},
+    {"cert challenge set", "VALUE --state DIR", "publish a dns-01 value; returns once it is served",
+     sk_cert_challenge_set},
+    {"cert challenge delete", "VALUE|all --state DIR", "delete a dns-01 value", sk_cert_challenge_delete},
+    {"cert issue", "--acme DIRECTORY-URL [--ca-bundle PEM] --state DIR [--also DIR]...",
+     "get the installation's certificate (DIR/cert.pem, DIR/key.pem) from an ACME CA", sk_cert_issue},
+    {"cert renew", "--state DIR [--daemon]", "renew the certificate when two thirds of its lifetime have passed",
+     sk_cert_renew},
     {"audit verify", "AUDIT-DIR --pubkey PEM", "verify every audit record: signatures, hash chain, numbering",
      sk_audit_verify},
 };

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""sk cert against a real ACME CA (issue 6): Debian's pebble on loopback
+with a certificate made here, its dns-01 lookups sent to our own skdns,
+which skd feeds through kvpsend (two skdns, as in production):
+- sk cert register / challenge set|delete (kdig sees the value while set);
+- sk cert issue for one name writes a chain that openssl verify accepts
+  against pebble's root (/roots/0 on its management port), key.pem 0600;
+  sk cert renew then says it is not due;
+- one order for three names (three installations: --also);
+- with PEBBLE_WFE_NONCEREJECT=50 issuance still succeeds;
+- sk cert issue SIGKILLed in the middle of an order, run again, resumes
+  that very order."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import skdtest
+from skdtest import SKD, ZONE, Server, Skdns, free_port, psk_file, run, wait_for, wait_port
+
+SK = os.environ.get("SK") or os.path.join(os.path.dirname(SKD), "sk")
+PEBBLE = "/usr/bin/pebble"
+
+
+def make_tls_cert(directory):
+    """A self-signed certificate for 127.0.0.1 and localhost (pebble's listener; also the CA bundle)."""
+    cert, key = os.path.join(directory, "pebble-cert.pem"), os.path.join(directory, "pebble-key.pem")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=pebble test",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True)
+    return cert, key
+
+
+class Pebble:
+    """pebble on free loopback ports, resolving through dns_port."""
+
+    def __init__(self, directory, dns_port, env=None):
+        self.dir = directory
+        self.cert, self.key = make_tls_cert(directory)
+        self.port, self.mgmt = free_port(), free_port()
+        conf = os.path.join(directory, "pebble-%d.json" % self.port)
+        with open(conf, "w") as f:
+            json.dump({"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
+                                  "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
+                                  "certificate": self.cert, "privateKey": self.key,
+                                  "httpPort": free_port(), "tlsPort": free_port(),
+                                  "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
+        e = dict(os.environ, PEBBLE_VA_NOSLEEP="1")
+        e.update(env or {})
+        self.log_path = os.path.join(directory, "pebble-%d.log" % self.port)
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen([PEBBLE, "-config", conf, "-dnsserver", "127.0.0.1:%d" % dns_port,
+                                          "-strict"], stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=e)
+        if not wait_port("127.0.0.1", self.port, 15, self.proc) or not wait_port("127.0.0.1", self.mgmt, 15,
+                                                                                 self.proc):
+            self.stop()
+            raise AssertionError("pebble did not start:\n" + self.log())
+        self.directory = "https://127.0.0.1:%d/dir" % self.port
+        self.root = os.path.join(directory, "pebble-root-%d.pem" % self.port)
+        p = skdtest.curl("-sf", "--cacert", self.cert, "-o", self.root, "https://127.0.0.1:%d/roots/0" % self.mgmt)
+        if p.returncode != 0:
+            raise AssertionError("no pebble root: %r" % p)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Stack:
+    """skd (installations + kvpsend) and two skdns, all in directory."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        psk1, psk2 = psk_file(directory, "d1"), psk_file(directory, "d2")
+        self.d1 = Skdns(directory, "d1", [(1, psk1)])
+        self.d2 = Skdns(directory, "d2", [(1, psk2)])
+        cfg = {"store": {"path": os.path.join(directory, "skd.db")},
+               "installations": {"zone": ZONE, "longpoll_wait_ms": 5000},
+               "kvpsend": {"sender_id": 1, "receiver": ["d1 127.0.0.1:%d %s" % (self.d1.kv_port, psk1),
+                                                        "d2 127.0.0.1:%d %s" % (self.d2.kv_port, psk2)]}}
+        self.srv = Server(SKD, cfg).__enter__()
+
+    def close(self):
+        self.srv.__exit__(None, None, None)
+        self.d1.stop()
+        self.d2.stop()
+
+
+def sk(*args, timeout=120):
+    """Runs sk; a sanitizer report on its stderr fails at once."""
+    p = run([SK] + list(args), timeout=timeout, env=skdtest.sanitizer_env())
+    text = p.stderr.decode("utf-8", "replace")
+    if any(m in text for m in skdtest.SANITIZER_MARKERS):
+        raise AssertionError("sanitizer report from sk %s:\n%s" % (" ".join(args), text[-6000:]))
+    return p
+
+
+class Base(unittest.TestCase):
+    pebble_env = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cdir = tempfile.mkdtemp(prefix="skdacme-")
+        try:
+            cls.stack = Stack(cls.cdir)
+            cls.pebble = Pebble(cls.cdir, cls.stack.d1.dns_port, cls.pebble_env)
+        except BaseException:
+            shutil.rmtree(cls.cdir, True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pebble.stop()
+        cls.stack.close()
+        shutil.rmtree(cls.cdir, True)
+
+    def state(self, name):
+        d = os.path.join(self.cdir, name)
+        p = sk("cert", "register", "--server", self.stack.srv.url(), "--state", d)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        name = p.stdout.decode().strip()
+        self.assertRegex(name, r"^[a-z2-7]{16}\." + re.escape(ZONE) + "$")
+        return d, name
+
+    def issue(self, d, *extra):
+        # kvpsend starts with the first snapshot: a first challenge may get 503.
+        return sk("cert", "issue", "--acme", self.pebble.directory, "--ca-bundle", self.pebble.cert,
+                  "--state", d, *extra)
+
+    def check_chain(self, d, names):
+        cert = os.path.join(d, "cert.pem")
+        p = run(["openssl", "verify", "-CAfile", self.pebble.root, "-untrusted", cert, cert])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(os.stat(os.path.join(d, "key.pem")).st_mode & 0o777, 0o600)
+        text = run(["openssl", "x509", "-in", cert, "-noout", "-ext", "subjectAltName"]).stdout.decode()
+        self.assertEqual(sorted(re.findall(r"DNS:([^,\s]+)", text)), sorted(n.rstrip(".") for n in names))
+        # The key is the certificate's.
+        pub_c = run(["openssl", "x509", "-in", cert, "-noout", "-pubkey"]).stdout
+        pub_k = run(["openssl", "pkey", "-in", os.path.join(d, "key.pem"), "-pubout"]).stdout
+        self.assertEqual(pub_c, pub_k)
+
+
+class Issue(Base):
+    def test_challenge_set_and_delete(self):
+        d, name = self.state("chal")
+        label = name.split(".")[0]
+        value = skdtest.acme_value("cli")
+        p = sk("cert", "challenge", "set", value, "--state", d)
+        if p.returncode != 0 and b"503" in p.stderr:  # kvpsend not started yet
+            time.sleep(1)
+            p = sk("cert", "challenge", "set", value, "--state", d)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.stack.d1.txt(label), [value])
+        self.assertEqual(self.stack.d2.txt(label), [value])
+        p = sk("cert", "challenge", "delete", value, "--state", d)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(wait_for(lambda: self.stack.d1.txt(label) == [], 5))
+        # Usage and state errors: one line, non-zero.
+        p = sk("cert", "challenge", "set", value, "--state", os.path.join(self.cdir, "nothing"))
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(p.stderr.decode().strip().splitlines()), 1, p.stderr)
+        self.assertEqual(sk("cert", "issue", "--state", d).returncode, 2)
+
+    def test_one_name(self):
+        d, name = self.state("one")
+        p = self.issue(d)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = p.stdout.decode()
+        self.assertIn("order ", out)
+        self.assertIn("dns-01 values served", out)
+        self.check_chain(d, [name])
+        p = sk("cert", "renew", "--state", d)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("not due until", p.stdout.decode())
+
+    def test_three_names_one_order(self):
+        (a, na), (b, nb), (c, nc) = self.state("a3"), self.state("b3"), self.state("c3")
+        p = self.issue(a, "--also", b, "--also", c)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.decode().count("setting 3 dns-01 values"), 1, p.stdout)
+        self.check_chain(a, [na, nb, nc])
+
+    def test_killed_then_resumed(self):
+        d, name = self.state("resume")
+        proc = subprocess.Popen([SK, "cert", "issue", "--acme", self.pebble.directory, "--ca-bundle",
+                                 self.pebble.cert, "--state", d], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=skdtest.sanitizer_env())
+        order = None
+        for line in proc.stdout:
+            m = re.match(rb"order (\S+) created", line)
+            if m:
+                order = m.group(1).decode()
+                proc.kill()  # in the middle of the order: values not yet set
+                break
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertIsNotNone(order)
+        with open(os.path.join(d, "acme.json")) as f:
+            self.assertEqual(json.load(f)["order"], order)
+        p = self.issue(d)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = p.stdout.decode()
+        self.assertIn("resuming order %s" % order, out)
+        self.assertNotIn("created", out)
+        self.check_chain(d, [name])
+        with open(os.path.join(d, "acme.json")) as f:
+            self.assertNotIn("order", json.load(f))
+        self.assertFalse(os.path.exists(os.path.join(d, "order-key.pem")))
+
+
+class NonceReject(Base):
+    pebble_env = {"PEBBLE_WFE_NONCEREJECT": "50"}
+
+    def test_issue_with_half_the_nonces_refused(self):
+        d, name = self.state("nonces")
+        p = self.issue(d)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.check_chain(d, [name])
+
+
+if __name__ == "__main__":
+    skdtest.main()
