@@ -31,6 +31,8 @@ test-asan: deps
 bench: build
 	./bench/http.sh $(BUILD)
 	./bench/keys.sh $(BUILD)
+	./bench/acme.sh $(BUILD)
+	./bench/pipeline.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

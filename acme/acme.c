@@ -18,11 +18,12 @@ static const char *const STATE_NAMES[] = {
     [ACME_CHALLENGES_SET] = "dns-01 values", [ACME_CHALLENGE] = "challenge", [ACME_ORDER_POLL] = "order",
     [ACME_AUTHZ_ERROR] = "authorization", [ACME_KEY] = "certificate key", [ACME_FINALIZE] = "finalize",
     [ACME_CERT] = "certificate", [ACME_CLEANUP] = "cleanup",         [ACME_DONE] = "done",
-    [ACME_FAILED] = "failed",
+    [ACME_FAILED] = "failed", [ACME_REVOKE] = "revokeCert", [ACME_KEY_CHANGE] = "keyChange",
+    [ACME_RENEWAL_INFO] = "renewalInfo",
 };
 
 const char *acme_state_name(acme_state_t s) {
-    return (unsigned)s <= ACME_FAILED ? STATE_NAMES[s] : "?";
+    return (unsigned)s < sizeof STATE_NAMES / sizeof STATE_NAMES[0] ? STATE_NAMES[s] : "?";
 }
 
 acme_state_t acme_state(const acme_t *m) { return m->state; }
@@ -30,6 +31,15 @@ const char *acme_failure(const acme_t *m) { return m->failure; }
 const char *acme_account_url(const acme_t *m) { return m->account_url; }
 const char *acme_order_url(const acme_t *m) { return m->order_url; }
 const char *acme_progress(const acme_t *m) { return m->progress; }
+
+int acme_renewal_window(const acme_t *m, time_t *start, time_t *end, int64_t *retry_ms) {
+    if (!m->window_start)
+        return -1;
+    *start = m->window_start;
+    *end = m->window_end;
+    *retry_ms = m->window_retry_ms;
+    return 0;
+}
 
 static void fail(acme_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(acme_t *m, const char *fmt, ...) {
@@ -62,10 +72,41 @@ static int copy_url(char dst[ACME_URL_MAX], const char *src) {
     return 0;
 }
 
+/* What the operation needs from the configuration. */
+static int check_op(acme_t *m) {
+    const acme_config_t *c = &m->cfg;
+    char tp[ACME_THUMBPRINT_SIZE];
+    buf_t b;
+    buf_init(&b, 0);
+    const char *why = NULL;
+    if (c->eab_kid && (!*c->eab_kid || !c->eab_hmac_key ||
+                       acme_b64url_decode(c->eab_hmac_key, strlen(c->eab_hmac_key), &b) < 0 || b.len == 0))
+        why = "the external account binding needs a kid and a base64url MAC key";
+    else if ((c->op == ACME_OP_REVOKE || c->op == ACME_OP_RENEWAL_INFO) &&
+             acme_cert_der_b64url(c->cert_pem, c->cert_pem_len, &b) < 0)
+        why = "no certificate (PEM) to work on";
+    else if ((c->op == ACME_OP_REVOKE || c->op == ACME_OP_KEY_CHANGE) && !m->account_url[0])
+        why = "no account URL (the account must exist)";
+    else if (c->op == ACME_OP_REVOKE && (c->revoke_reason < 0 || c->revoke_reason > 10 || c->revoke_reason == 7))
+        why = "bad revocation reason (RFC 5280: 0..10, not 7)";
+    else if (c->op == ACME_OP_KEY_CHANGE && (!c->new_account_key || acme_jwk_thumbprint(c->new_account_key, tp) < 0 ||
+                                             strcmp(tp, m->thumbprint) == 0))
+        why = "the new account key is not another P-256 key";
+    else if ((unsigned)c->op > ACME_OP_RENEWAL_INFO)
+        why = "unknown operation";
+    buf_free_secure(&b);
+    if (why) {
+        fail(m, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
 int acme_init(acme_t *m, const acme_config_t *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->save = ACME_ACT_DONE;
+    m->cleaned = true; /* no dns-01 value is out yet */
     buf_init(&m->body, 0);
     buf_init(&m->chain, ACME_BODY_MAX);
     if (cfg->nnames == 0 || cfg->nnames > ACME_MAX_NAMES) {
@@ -100,7 +141,8 @@ int acme_init(acme_t *m, const acme_config_t *cfg) {
     }
     if (!m->cfg.timeout_ms)
         m->cfg.timeout_ms = 300000;
-    return 0;
+    m->window_retry_ms = -1;
+    return check_op(m);
 }
 
 void acme_free(acme_t *m) {
@@ -134,10 +176,32 @@ static int order_payload(acme_t *m) {
     return rc;
 }
 
+/* The externalAccountBinding member of newAccount (a JSON object), or NULL. */
+static json_t *eab_object(acme_t *m) {
+    buf_t key, jws;
+    buf_init(&key, 0);
+    buf_init(&jws, 0);
+    json_t *o = NULL;
+    if (acme_b64url_decode(m->cfg.eab_hmac_key, strlen(m->cfg.eab_hmac_key), &key) == 0 &&
+        acme_eab_jws(m->cfg.account_key, m->cfg.eab_kid, (const unsigned char *)key.data, key.len, m->new_account_url,
+                     &jws) == 0)
+        o = json_loadb(jws.data, jws.len, 0, NULL);
+    buf_free_secure(&key);
+    buf_free(&jws);
+    return o;
+}
+
 static int account_payload(acme_t *m) {
     json_t *o = json_pack("{s:b}", "termsOfServiceAgreed", 1);
     if (o && m->cfg.contact)
         json_object_set_new(o, "contact", json_pack("[s]", m->cfg.contact));
+    if (o && m->cfg.eab_kid) {
+        json_t *eab = eab_object(m);
+        if (!eab || json_object_set_new(o, "externalAccountBinding", eab) < 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     int rc = text && strlen(text) < sizeof m->req.payload ? 0 : -1;
@@ -160,6 +224,60 @@ static int finalize_payload(acme_t *m) {
         rc = 0;
     }
     buf_free(&csr);
+    return rc;
+}
+
+static int revoke_payload(acme_t *m) {
+    buf_t der;
+    buf_init(&der, 0);
+    int rc = -1;
+    if (acme_cert_der_b64url(m->cfg.cert_pem, m->cfg.cert_pem_len, &der) == 0 && der.len + 64 < sizeof m->req.payload) {
+        char payload[sizeof m->req.payload];
+        snprintf(payload, sizeof payload, "{\"certificate\":\"%s\",\"reason\":%d}", der.data, m->cfg.revoke_reason);
+        set_req(m, m->revoke_url, payload, true);
+        rc = 0;
+    }
+    buf_free(&der);
+    return rc;
+}
+
+/* RFC 8555 7.3.5: the payload is a JWS by the new key (jwk, no nonce) of
+ * {"account", "oldKey"}; the outer JWS is the old key's, as usual. */
+static int key_change_payload(acme_t *m) {
+    buf_t old_jwk, inner;
+    buf_init(&old_jwk, 0);
+    buf_init(&inner, 0);
+    json_t *jwk = acme_jwk(m->cfg.account_key, &old_jwk) == 0 ? json_loadb(old_jwk.data, old_jwk.len, 0, NULL) : NULL;
+    json_t *o = jwk ? json_pack("{s:s, s:o}", "account", m->account_url, "oldKey", jwk) : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    int rc = -1;
+    if (text && acme_jws(m->cfg.new_account_key, NULL, NULL, m->key_change_url, text, &inner) == 0 &&
+        inner.len < sizeof m->req.payload) {
+        set_req(m, m->key_change_url, inner.data, true);
+        rc = 0;
+    }
+    free(text);
+    json_decref(o);
+    buf_free(&old_jwk);
+    buf_free(&inner);
+    return rc;
+}
+
+static int renewal_info_request(acme_t *m) {
+    buf_t id;
+    buf_init(&id, 0);
+    size_t n = strlen(m->renewal_info_url);
+    int rc = acme_ari_cert_id(m->cfg.cert_pem, m->cfg.cert_pem_len, &id) == 0 &&
+                     n + 1 + id.len < sizeof m->req.url
+                 ? 0
+                 : -1;
+    if (rc == 0) {
+        char url[ACME_URL_MAX];
+        snprintf(url, sizeof url, "%.*s/%s", (int)(n && m->renewal_info_url[n - 1] == '/' ? n - 1 : n),
+                 m->renewal_info_url, id.data);
+        set_req(m, url, NULL, false);
+    }
+    buf_free(&id);
     return rc;
 }
 
@@ -198,6 +316,18 @@ static void enter(acme_t *m, acme_state_t s) {
         set_req(m, m->cert_url, POST_AS_GET, true);
         m->req.accept = "application/pem-certificate-chain";
         break;
+    case ACME_REVOKE:
+        if (revoke_payload(m) < 0)
+            fail(m, "revokeCert: cannot build the request");
+        break;
+    case ACME_KEY_CHANGE:
+        if (key_change_payload(m) < 0)
+            fail(m, "keyChange: cannot build the request");
+        break;
+    case ACME_RENEWAL_INFO:
+        if (renewal_info_request(m) < 0)
+            fail(m, "renewalInfo: the certificate has no authority key id or serial");
+        break;
     default:
         break;
     }
@@ -211,9 +341,9 @@ static uint32_t random32(acme_t *m) {
     return r;
 }
 
-/* Exponential backoff with +-25 % jitter: the n-th wait. */
-static uint64_t backoff_ms(acme_t *m, unsigned n) {
-    uint64_t d = ACME_POLL_MIN_MS;
+/* Exponential backoff from base ms with +-25 % jitter: the n-th wait. */
+static uint64_t backoff_ms(acme_t *m, uint64_t base, unsigned n) {
+    uint64_t d = base;
     for (unsigned i = 0; i < n && d < ACME_POLL_MAX_MS; i++)
         d *= 2;
     if (d > ACME_POLL_MAX_MS)
@@ -235,6 +365,13 @@ static void go(acme_t *m, uint64_t now, acme_action_t *out) {
     if (m->state != ACME_FAILED && m->state != ACME_DONE && now >= m->deadline)
         fail(m, "%s: gave up after %llu s", acme_state_name(m->state), (unsigned long long)m->cfg.timeout_ms / 1000);
     if (m->state == ACME_FAILED) {
+        if (!m->cleaned) { /* values handed out for serving are deleted first */
+            m->cleaned = true;
+            out->kind = ACME_ACT_DELETE_CHALLENGES;
+            out->challenges = m->values;
+            out->nchallenges = m->nvalues;
+            return;
+        }
         out->kind = ACME_ACT_FAILED;
         return;
     }
@@ -256,6 +393,7 @@ static void go(acme_t *m, uint64_t now, acme_action_t *out) {
     m->wake_at = 0; /* the wait is over */
     switch (m->state) {
     case ACME_CHALLENGES_SET:
+        m->cleaned = false;
         out->kind = ACME_ACT_SET_CHALLENGES;
         out->challenges = m->values;
         out->nchallenges = m->nvalues;
@@ -264,7 +402,7 @@ static void go(acme_t *m, uint64_t now, acme_action_t *out) {
         out->kind = ACME_ACT_NEED_KEY;
         return;
     case ACME_CLEANUP:
-        if (!m->cleaned && m->nvalues) {
+        if (!m->cleaned) {
             m->cleaned = true;
             out->kind = ACME_ACT_DELETE_CHALLENGES;
             out->challenges = m->values;
@@ -334,11 +472,42 @@ static void on_directory(acme_t *m, const json_t *d) {
         fail(m, "directory: newNonce, newAccount or newOrder missing or bad");
         return;
     }
-    if (!m->account_url[0] && json_is_true(json_object_get(json_object_get(d, "meta"), "externalAccountRequired"))) {
+    if (copy_url(m->revoke_url, jstr(d, "revokeCert")) < 0)
+        m->revoke_url[0] = '\0';
+    if (copy_url(m->key_change_url, jstr(d, "keyChange")) < 0)
+        m->key_change_url[0] = '\0';
+    if (copy_url(m->renewal_info_url, jstr(d, "renewalInfo")) < 0)
+        m->renewal_info_url[0] = '\0';
+    progress(m, "directory %s read", m->cfg.directory_url);
+    switch (m->cfg.op) {
+    case ACME_OP_REVOKE:
+        if (!m->revoke_url[0])
+            fail(m, "directory: no revokeCert");
+        else
+            enter(m, ACME_REVOKE);
+        return;
+    case ACME_OP_KEY_CHANGE:
+        if (!m->key_change_url[0])
+            fail(m, "directory: no keyChange");
+        else
+            enter(m, ACME_KEY_CHANGE);
+        return;
+    case ACME_OP_RENEWAL_INFO:
+        if (m->renewal_info_url[0]) {
+            enter(m, ACME_RENEWAL_INFO);
+        } else {
+            progress(m, "the CA offers no renewal information");
+            m->state = ACME_DONE;
+        }
+        return;
+    case ACME_OP_ISSUE:
+        break;
+    }
+    if (!m->account_url[0] && !m->cfg.eab_kid &&
+        json_is_true(json_object_get(json_object_get(d, "meta"), "externalAccountRequired"))) {
         fail(m, "directory: the CA requires an external account binding, which is not configured");
         return;
     }
-    progress(m, "directory %s read", m->cfg.directory_url);
     if (!m->account_url[0])
         enter(m, ACME_ACCOUNT);
     else
@@ -373,7 +542,7 @@ static void new_order_instead(acme_t *m, const char *why) {
 static void poll_later(acme_t *m, const acme_response_t *r, uint64_t now, time_t wall) {
     int64_t ra = acme_retry_after_ms(r->retry_after, wall);
     enter(m, ACME_ORDER_POLL);
-    wait_then(m, now, ra >= 0 ? (uint64_t)ra : backoff_ms(m, m->polls));
+    wait_then(m, now, ra >= 0 ? (uint64_t)ra : backoff_ms(m, ACME_POLL_MIN_MS, m->polls));
     m->polls++;
 }
 
@@ -553,6 +722,22 @@ static void on_authz_error(acme_t *m, const json_t *a) {
         fail(m, "order invalid, but no authorization says why");
 }
 
+/* RFC 9773 4.2: {"suggestedWindow": {"start", "end"}, "explanationURL"?}. */
+static void on_renewal_info(acme_t *m, const acme_response_t *r, const json_t *o, time_t wall) {
+    json_t *w = json_object_get(o, "suggestedWindow");
+    time_t start, end;
+    if (acme_rfc3339(jstr(w, "start"), &start) < 0 || acme_rfc3339(jstr(w, "end"), &end) < 0 || end < start ||
+        start <= 0) {
+        fail(m, "renewalInfo: no usable suggestedWindow");
+        return;
+    }
+    m->window_start = start;
+    m->window_end = end;
+    m->window_retry_ms = acme_retry_after_ms(r->retry_after, wall);
+    progress(m, "renewal window %lld..%lld", (long long)start, (long long)end);
+    m->state = ACME_DONE;
+}
+
 static void on_cert(acme_t *m, const acme_response_t *r) {
     static const char BEGIN[] = "-----BEGIN CERTIFICATE-----";
     if (!r->body || r->body_len < sizeof BEGIN || memcmp(r->body, BEGIN, sizeof BEGIN - 1) != 0) {
@@ -580,7 +765,7 @@ static void retry_transient(acme_t *m, uint64_t now, const char *what) {
         m->state = m->after_nonce;
     m->nonce[0] = '\0'; /* the request may have used it */
     progress(m, "%s: %s; retrying", acme_state_name(m->state), what);
-    wait_then(m, now, backoff_ms(m, m->transient));
+    wait_then(m, now, backoff_ms(m, ACME_TRANSIENT_MIN_MS, m->transient));
 }
 
 static void on_problem(acme_t *m, const acme_response_t *r, uint64_t now, time_t wall) {
@@ -654,6 +839,11 @@ static void on_response(acme_t *m, const acme_response_t *r, uint64_t now, time_
         on_cert(m, r);
         return;
     }
+    if (m->state == ACME_REVOKE || m->state == ACME_KEY_CHANGE) { /* 200, whatever the body */
+        progress(m, m->state == ACME_REVOKE ? "certificate revoked" : "account key changed");
+        m->state = ACME_DONE;
+        return;
+    }
     json_t *j = body_json(r);
     if (!j) {
         fail(m, "%s: HTTP %d without a JSON object", acme_state_name(m->state), r->status);
@@ -681,6 +871,9 @@ static void on_response(acme_t *m, const acme_response_t *r, uint64_t now, time_
         break;
     case ACME_AUTHZ_ERROR:
         on_authz_error(m, j);
+        break;
+    case ACME_RENEWAL_INFO:
+        on_renewal_info(m, r, j, wall);
         break;
     case ACME_CHALLENGE: {
         size_t next = next_pending(m, m->authz_i + 1);
@@ -734,7 +927,6 @@ void acme_advance(acme_t *m, const acme_input_t *in, uint64_t now, acme_action_t
             fail(m, "dns-01 values: %s", in->error ? in->error : "not served");
         } else {
             progress(m, "dns-01 values served");
-            m->cleaned = false;
             size_t next = next_pending(m, 0);
             if (next < m->nauthz) {
                 m->authz_i = next;

@@ -14,6 +14,9 @@
  *   finalize -> poll -> download the chain -> SAVE_CERT ->
  *   DELETE_CHALLENGES -> DONE
  *
+ * A failure after SET_CHALLENGES was handed out first asks for
+ * DELETE_CHALLENGES (of the same values), then reports FAILED.
+ *
  * Every POST is a JWS (jwk for newAccount, kid afterwards) with the nonce
  * of the last response; a badNonce answer is retried with the nonce it
  * carries, at most ACME_BAD_NONCE_RETRIES times in a row. Polls honour
@@ -37,7 +40,8 @@
 #define ACME_NONCE_MAX 256
 #define ACME_BAD_NONCE_RETRIES 20
 #define ACME_TRANSIENT_RETRIES 5  /* transport errors and 5xx, per request */
-#define ACME_POLL_MIN_MS 250
+#define ACME_POLL_MIN_MS 50   /* the first poll's wait; doubles up to the max */
+#define ACME_TRANSIENT_MIN_MS 250 /* the same for retries after errors */
 #define ACME_POLL_MAX_MS 10000
 #define ACME_BODY_MAX (1024 * 1024) /* what a response may hold (a chain) */
 
@@ -58,7 +62,18 @@ typedef enum acme_state {
     ACME_CLEANUP,        /* waiting for the embedding to delete the values */
     ACME_DONE,
     ACME_FAILED,
+    ACME_REVOKE,         /* POST revokeCert (ACME_OP_REVOKE) */
+    ACME_KEY_CHANGE,     /* POST keyChange (ACME_OP_KEY_CHANGE) */
+    ACME_RENEWAL_INFO,   /* GET renewalInfo/<id> (ACME_OP_RENEWAL_INFO, RFC 9773) */
 } acme_state_t;
+
+/* What a machine does; every operation starts with the directory. */
+typedef enum acme_op {
+    ACME_OP_ISSUE,        /* the certificate of names (the default) */
+    ACME_OP_REVOKE,       /* revoke cert_pem, signed with the account key */
+    ACME_OP_KEY_CHANGE,   /* roll the account over to new_account_key: DONE once the CA agreed */
+    ACME_OP_RENEWAL_INFO, /* the CA's renewal window of cert_pem: acme_renewal_window() after DONE */
+} acme_op_t;
 
 typedef enum acme_input_kind {
     ACME_IN_NONE,          /* start, or the wake time came, or a SAVE_* is done */
@@ -138,6 +153,14 @@ typedef struct acme_config {
     /* Random bits for the jitter (NULL: OpenSSL's RAND_bytes); tests fix them. */
     uint32_t (*random)(void *arg);
     void *random_arg;
+    /* Added after the first version; zero values keep its behaviour. */
+    acme_op_t op;
+    const char *eab_kid;         /* external account binding (RFC 8555 7.3.4) for newAccount, or NULL */
+    const char *eab_hmac_key;    /* its MAC key, base64url */
+    const char *cert_pem;        /* REVOKE, RENEWAL_INFO: the certificate (PEM, the leaf first) */
+    size_t cert_pem_len;
+    int revoke_reason;           /* REVOKE: an RFC 5280 reason code (0..10) */
+    EVP_PKEY *new_account_key;   /* KEY_CHANGE: the P-256 key to switch to; the caller keeps it alive */
 } acme_config_t;
 
 /* One client request in flight, and what it is for. */
@@ -184,9 +207,15 @@ typedef struct acme {
     unsigned bad_nonces, transient, polls;
     uint64_t deadline, wake_at;
     acme_action_kind_t save; /* a SAVE_* to hand out before going on; DONE: none */
-    bool started, in_flight, cleaned;
+    bool started, in_flight;
+    bool cleaned; /* no value handed out by SET_CHALLENGES is left to delete */
     char failure[1024];
     char progress[1200]; /* the last step's line, for the embedding's log */
+    char revoke_url[ACME_URL_MAX];
+    char key_change_url[ACME_URL_MAX];
+    char renewal_info_url[ACME_URL_MAX]; /* "" when the CA offers none */
+    time_t window_start, window_end;     /* RENEWAL_INFO's answer; 0: none */
+    int64_t window_retry_ms;             /* its Retry-After, -1: none */
 } acme_t;
 
 /* Copies cfg (the strings and keys must outlive the machine). 0 or -1
@@ -203,6 +232,11 @@ const char *acme_state_name(acme_state_t s);
 const char *acme_failure(const acme_t *m);
 const char *acme_account_url(const acme_t *m);
 const char *acme_order_url(const acme_t *m);
+/* After an ACME_OP_RENEWAL_INFO machine is DONE: 0 and the CA's suggested
+ * window (wall clock) and how long it asks to wait before asking again
+ * (ms, -1: it did not say), or -1 when the CA offers no renewal
+ * information. */
+int acme_renewal_window(const acme_t *m, time_t *start, time_t *end, int64_t *retry_ms);
 /* A line about the last step taken ("order https://... created"), or "". */
 const char *acme_progress(const acme_t *m);
 
@@ -215,5 +249,8 @@ int64_t acme_retry_after_ms(const char *value, time_t wall);
 /* When to renew a certificate valid from not_before to not_after: two
  * thirds into its lifetime (wall clock seconds). */
 time_t acme_renew_at(time_t not_before, time_t not_after);
+/* An RFC 3339 date-time ("2025-01-02T04:00:00Z", fractions and offsets
+ * allowed) as a wall clock time; 0 or -1. */
+int acme_rfc3339(const char *s, time_t *out);
 
 #endif

@@ -4,6 +4,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
@@ -155,7 +156,11 @@ static int es256_sign(EVP_PKEY *key, const char *data, size_t len, unsigned char
 }
 
 int acme_jws(EVP_PKEY *key, const char *kid, const char *nonce, const char *url, const char *payload, buf_t *out) {
-    json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "nonce", nonce, "url", url);
+    json_t *hdr = json_pack("{s:s, s:s}", "alg", "ES256", "url", url);
+    if (hdr && nonce && json_object_set_new(hdr, "nonce", json_string(nonce)) < 0) {
+        json_decref(hdr);
+        hdr = NULL;
+    }
     buf_t jwk, input;
     buf_init(&jwk, 0);
     buf_init(&input, 0);
@@ -236,5 +241,99 @@ done:
     GENERAL_NAMES_free(san);
     X509_NAME_free(subject);
     X509_REQ_free(req);
+    return rc;
+}
+
+int acme_b64url_decode(const char *text, size_t len, buf_t *out) {
+    unsigned v = 0, bits = 0;
+    if (len % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = text[i] ? memchr(B64URL, text[i], 64) : NULL;
+        if (!p)
+            return -1;
+        v = (v << 6) | (unsigned)(p - B64URL);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            unsigned char c = (unsigned char)(v >> bits);
+            if (buf_append(out, &c, 1) < 0)
+                return -1;
+        }
+        v &= (1u << bits) - 1;
+    }
+    return v == 0 ? 0 : -1; /* the leftover bits of canonical text are zero */
+}
+
+int acme_eab_jws(EVP_PKEY *account_key, const char *kid, const unsigned char *mac_key, size_t mac_len,
+                 const char *url, buf_t *out) {
+    json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", "HS256", "kid", kid, "url", url);
+    char *hdr_text = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
+    buf_t jwk, input;
+    buf_init(&jwk, 0);
+    buf_init(&input, 0);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned mac_out = 0;
+    int rc = -1;
+    if (!hdr_text || mac_len == 0 || mac_len > 1024 || acme_jwk(account_key, &jwk) < 0 ||
+        acme_b64url(hdr_text, strlen(hdr_text), &input) < 0)
+        goto done;
+    size_t protected_len = input.len;
+    if (buf_append(&input, ".", 1) < 0 || acme_b64url(jwk.data, jwk.len, &input) < 0 ||
+        !HMAC(EVP_sha256(), mac_key, (int)mac_len, (const unsigned char *)input.data, input.len, mac, &mac_out))
+        goto done;
+    if (buf_printf(out, "{\"protected\":\"%.*s\",\"payload\":\"%s\",\"signature\":\"", (int)protected_len,
+                   input.data, input.data + protected_len + 1) < 0 ||
+        acme_b64url(mac, mac_out, out) < 0 || buf_append_str(out, "\"}") < 0 || acme_buf_terminate(out) < 0)
+        goto done;
+    rc = 0;
+done:
+    free(hdr_text);
+    json_decref(hdr);
+    buf_free(&jwk);
+    buf_free(&input);
+    return rc;
+}
+
+static X509 *first_cert(const char *pem, size_t len) {
+    if (!pem || len == 0 || len > 1024 * 1024)
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    return x;
+}
+
+int acme_cert_der_b64url(const char *pem, size_t len, buf_t *out) {
+    X509 *x = first_cert(pem, len);
+    unsigned char *der = NULL;
+    int n = x ? i2d_X509(x, &der) : -1;
+    int rc = n > 0 && acme_b64url(der, (size_t)n, out) == 0 ? 0 : -1;
+    OPENSSL_free(der);
+    X509_free(x);
+    return rc;
+}
+
+int acme_ari_cert_id(const char *pem, size_t len, buf_t *out) {
+    X509 *x = first_cert(pem, len);
+    const ASN1_OCTET_STRING *akid = x ? X509_get0_authority_key_id(x) : NULL;
+    BIGNUM *bn = x ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL) : NULL;
+    unsigned char serial[64];
+    int rc = -1;
+    /* The serial's DER content octets: big-endian, a leading zero if the top bit is set. */
+    int n = bn && !BN_is_negative(bn) && BN_num_bytes(bn) < (int)sizeof serial ? BN_bn2bin(bn, serial + 1) : -1;
+    if (akid && n > 0) {
+        unsigned char *p = serial + 1;
+        if (p[0] & 0x80) {
+            p--;
+            *p = 0;
+            n++;
+        }
+        if (acme_b64url(ASN1_STRING_get0_data(akid), (size_t)ASN1_STRING_length(akid), out) == 0 &&
+            buf_append(out, ".", 1) == 0 && acme_b64url(p, (size_t)n, out) == 0)
+            rc = 0;
+    }
+    BN_free(bn);
+    X509_free(x);
     return rc;
 }

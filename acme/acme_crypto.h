@@ -41,8 +41,25 @@ int acme_dns01_value(const char *token, const char *thumbprint, char out[ACME_DN
 
 /* Appends a flattened JWS to out: protected {"alg":"ES256","jwk"|"kid",
  * "nonce","url"}, payload the JSON text given ("" for POST-as-GET), and the
- * raw r || s signature. kid NULL: the key's jwk goes in the header. */
+ * raw r || s signature. kid NULL: the key's jwk goes in the header; nonce
+ * NULL: no nonce (the inner JWS of a keyChange). */
 int acme_jws(EVP_PKEY *key, const char *kid, const char *nonce, const char *url, const char *payload, buf_t *out);
+
+/* Appends the decoded bytes of base64url text (no padding) to out; -1 if
+ * it is not base64url. */
+int acme_b64url_decode(const char *text, size_t len, buf_t *out);
+
+/* Appends the flattened JWS of an external account binding (RFC 8555
+ * 7.3.4): protected {"alg":"HS256","kid","url"}, payload the account key's
+ * JWK, HMAC-SHA256 with mac_key. */
+int acme_eab_jws(EVP_PKEY *account_key, const char *kid, const unsigned char *mac_key, size_t mac_len,
+                 const char *url, buf_t *out);
+
+/* The first certificate of a PEM chain: base64url of its DER (revokeCert),
+ * and its RFC 9773 renewal information id base64url(authority key id) "."
+ * base64url(serial). */
+int acme_cert_der_b64url(const char *pem, size_t len, buf_t *out);
+int acme_ari_cert_id(const char *pem, size_t len, buf_t *out);
 
 /* Appends base64url(DER) of a CSR for names (the first also the subject's
  * CN), signed by key with SHA-256. */

@@ -111,3 +111,26 @@ time_t acme_renew_at(time_t not_before, time_t not_after) {
         return not_before;
     return not_before + (not_after - not_before) / 3 * 2;
 }
+
+int acme_rfc3339(const char *s, time_t *out) {
+    struct tm tm = {0};
+    const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!p || (s[10] != 'T' && s[10] != 't'))
+        return -1;
+    if (*p == '.') /* fractions of a second: ignored */
+        for (p++; isdigit((unsigned char)*p); p++)
+            ;
+    long offset = 0;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        offset = 0;
+    } else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
+               p[3] == ':' && isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5]) && p[6] == '\0') {
+        offset = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600L + ((p[4] - '0') * 10 + (p[5] - '0')) * 60L;
+        if (*p == '-')
+            offset = -offset;
+    } else {
+        return -1;
+    }
+    *out = timegm(&tm) - offset;
+    return 0;
+}

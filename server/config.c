@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <libgen.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -195,6 +196,38 @@ static int set_zone(parse_state_t *st, const char *value) {
     return 1;
 }
 
+/* "names = api.sk.test, www.sk.test": checked against the zone later. */
+static int set_acme_names(parse_state_t *st, const char *value) {
+    config_t *cfg = st->cfg;
+    for (size_t i = 0; i < cfg->acme_name_count; i++)
+        free(cfg->acme_names[i]);
+    cfg->acme_name_count = 0;
+    for (const char *p = value; *p;) {
+        p += strspn(p, " \t,");
+        size_t len = strcspn(p, " \t,");
+        if (!len)
+            break;
+        if (cfg->acme_name_count == CONFIG_ACME_NAMES)
+            return failf(st, "names: at most %d", CONFIG_ACME_NAMES);
+        if (len >= 254)
+            return failf(st, "names: a name has at most 253 bytes");
+        char *name = strndup(p, p[len - 1] == '.' ? len - 1 : len);
+        if (!name)
+            return failf(st, "out of memory");
+        for (size_t i = 0; i < cfg->acme_name_count; i++) {
+            if (strcmp(cfg->acme_names[i], name) == 0) {
+                free(name);
+                return failf(st, "names: \"%.*s\" given twice", (int)len, p);
+            }
+        }
+        cfg->acme_names[cfg->acme_name_count++] = name;
+        p += len;
+    }
+    if (!cfg->acme_name_count)
+        return failf(st, "names: want one name or more, comma-separated");
+    return 1;
+}
+
 /* "receiver = NAME HOST:PORT PSKFILE" */
 static int add_receiver(parse_state_t *st, const char *value) {
     config_t *cfg = st->cfg;
@@ -256,6 +289,7 @@ static const num_option_t num_options[] = {
     NUM("installations", "longpoll_wait_ms", 1, 3600000, longpoll_wait_ms),
     NUM("kvpsend", "sender_id", 1, 4294967295u, kvpsend_sender_id),
     NUM("kvpsend", "reconcile_interval_ms", 10, 3600000, reconcile_interval_ms),
+    NUM("acme", "renew_before_ms", 1, 10ull * 366 * 86400 * 1000, acme_renew_before_ms),
 };
 
 static int on_option(void *user, const char *section, const char *name, const char *value) {
@@ -267,6 +301,8 @@ static int on_option(void *user, const char *section, const char *name, const ch
         value = st->long_value;
     if (strcmp(section, "kvpsend") == 0)
         cfg->kvpsend = true;
+    if (strcmp(section, "acme") == 0)
+        cfg->acme = true;
     for (size_t i = 0; i < sizeof num_options / sizeof num_options[0]; i++) {
         const num_option_t *o = &num_options[i];
         if (strcmp(section, o->section) != 0 || strcmp(name, o->name) != 0)
@@ -329,6 +365,23 @@ static int on_option(void *user, const char *section, const char *name, const ch
     } else if (strcmp(section, "kvpsend") == 0) {
         if (strcmp(name, "receiver") == 0)
             return add_receiver(st, value);
+    } else if (strcmp(section, "acme") == 0) {
+        if (strcmp(name, "directory") == 0) {
+            if (strncmp(value, "https://", 8) != 0 || !value[8])
+                return failf(st, "directory: want the CA's https:// directory URL");
+            return set_string(&cfg->acme_directory, value);
+        }
+        if (strcmp(name, "contact") == 0) {
+            if (strncmp(value, "mailto:", 7) != 0 || !value[7])
+                return failf(st, "contact: want a mailto: address");
+            return set_string(&cfg->acme_contact, value);
+        }
+        if (strcmp(name, "names") == 0)
+            return set_acme_names(st, value);
+        if (strcmp(name, "ca_bundle") == 0)
+            return set_string(&cfg->acme_ca_bundle, value);
+        if (strcmp(name, "state_dir") == 0)
+            return set_string(&cfg->acme_state_dir, value);
     } else if (strcmp(section, "log") == 0) {
         if (strcmp(name, "level") == 0) {
             if (log_level_parse(value, &cfg->log_level) != 0)
@@ -402,6 +455,74 @@ static int check_installations(const config_t *cfg, const char *path, char *err,
     return 0;
 }
 
+/* A label skd may take for itself: 1..63 of [a-z0-9-], no '-' at either
+ * end, and not a name server's "ns<digits>" (certs_api.c's rules). */
+static bool acme_label_ok(const char *label, size_t len) {
+    if (len == 0 || len > 63 || label[0] == '-' || label[len - 1] == '-')
+        return false;
+    bool ns = len > 2 && label[0] == 'n' && label[1] == 's';
+    for (size_t i = 0; i < len; i++) {
+        char c = label[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+        if (i >= 2 && (c < '0' || c > '9'))
+            ns = false;
+    }
+    return !ns;
+}
+
+/* The [acme] section as a whole, and its defaults (state_dir next to the
+ * store; the certificate and key there unless [public] names them). */
+static int check_acme(config_t *cfg, const char *path, char *err, size_t err_len) {
+    if (!cfg->acme)
+        return 0;
+    if (!cfg->installations_zone || !cfg->kvpsend) {
+        snprintf(err, err_len,
+                 "%s: [acme] needs [installations] zone and [kvpsend]: skd publishes its own dns-01 values "
+                 "through them", path);
+        return -1;
+    }
+    if (!cfg->acme_directory || !cfg->acme_name_count) {
+        snprintf(err, err_len, "%s: [acme] needs directory and names", path);
+        return -1;
+    }
+    const char *zone = cfg->installations_zone;
+    size_t zlen = strlen(zone) - 1; /* without the final dot */
+    for (size_t i = 0; i < cfg->acme_name_count; i++) {
+        const char *n = cfg->acme_names[i];
+        size_t len = strlen(n);
+        const char *dot = strchr(n, '.');
+        if (!dot || len != (size_t)(dot - n) + 1 + zlen || strncmp(dot + 1, zone, zlen) != 0 ||
+            !acme_label_ok(n, (size_t)(dot - n))) {
+            snprintf(err, err_len, "%s: [acme] names: \"%s\" is not <label>.%.*s (label: lowercase letters, digits "
+                     "and '-'; not ns<digits>)", path, n, (int)zlen, zone);
+            return -1;
+        }
+    }
+    if (!cfg->acme_state_dir) {
+        char *copy = strdup(cfg->store_path);
+        char *dir = copy ? dirname(copy) : NULL;
+        size_t len = dir ? strlen(dir) + sizeof "/acme" : 0;
+        if (dir && (cfg->acme_state_dir = malloc(len)))
+            snprintf(cfg->acme_state_dir, len, "%s/acme", dir);
+        free(copy);
+    }
+    const char *files[2] = {"cert.pem", "key.pem"};
+    char **slots[2] = {&cfg->tls_cert, &cfg->tls_key};
+    for (int i = 0; i < 2 && cfg->acme_state_dir; i++) {
+        if (*slots[i])
+            continue;
+        size_t len = strlen(cfg->acme_state_dir) + 1 + strlen(files[i]) + 1;
+        if ((*slots[i] = malloc(len)))
+            snprintf(*slots[i], len, "%s/%s", cfg->acme_state_dir, files[i]);
+    }
+    if (!cfg->acme_state_dir || !cfg->tls_cert || !cfg->tls_key) {
+        snprintf(err, err_len, "%s: out of memory", path);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
     set_defaults(cfg);
     cfg->path = strdup(path);
@@ -424,6 +545,11 @@ int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
         st.failed = true;
     }
     cfg->http.max_output_bytes = cfg->write_queue_bytes < 65536 ? cfg->write_queue_bytes : 65536;
+    /* Before the TLS check: [acme] may provide tls_cert and tls_key. */
+    if (!st.failed && check_installations(cfg, path, err, err_len) != 0)
+        st.failed = true;
+    if (!st.failed && check_acme(cfg, path, err, err_len) != 0)
+        st.failed = true;
     if (!st.failed && cfg->tls_listen_count && (!cfg->tls_cert || !cfg->tls_key)) {
         snprintf(err, err_len, "%s:%d: tls_listen needs tls_cert and tls_key in [public]", path, st.tls_listen_line);
         st.failed = true;
@@ -432,8 +558,6 @@ int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
         snprintf(err, err_len, "%s: [hsm] needs both module and token_label", path);
         st.failed = true;
     }
-    if (!st.failed && check_installations(cfg, path, err, err_len) != 0)
-        st.failed = true;
     if (!st.failed && cfg->public_listen_count + cfg->tls_listen_count == 0) {
         snprintf(err, err_len, "%s: [public] needs at least one listen or tls_listen address", path);
         st.failed = true;
@@ -460,6 +584,16 @@ void config_free(config_t *cfg) {
         free(cfg->kvpsend_receivers[i].psk_file);
         cfg->kvpsend_receivers[i].psk_file = NULL;
     }
+    for (size_t i = 0; i < cfg->acme_name_count; i++) {
+        free(cfg->acme_names[i]);
+        cfg->acme_names[i] = NULL;
+    }
+    cfg->acme_name_count = 0;
+    free(cfg->acme_directory);
+    free(cfg->acme_contact);
+    free(cfg->acme_ca_bundle);
+    free(cfg->acme_state_dir);
+    cfg->acme_directory = cfg->acme_contact = cfg->acme_ca_bundle = cfg->acme_state_dir = NULL;
     cfg->installations_zone = cfg->enrolment_tokens = NULL;
     cfg->identity_signer_certs = cfg->audit_dir = NULL;
     cfg->path = cfg->tls_cert = cfg->tls_key = NULL;

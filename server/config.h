@@ -17,6 +17,7 @@
 #define CONFIG_MAX_NETS 32
 #define CONFIG_MAX_RECEIVERS 8
 #define CONFIG_ZONE_SIZE 192 /* room for <63-byte label>.<zone> in 253 bytes */
+#define CONFIG_ACME_NAMES 16 /* ACME_MAX_NAMES */
 
 /* One "receiver = NAME HOST:PORT PSKFILE" line of [kvpsend]. */
 typedef struct config_receiver {
@@ -76,6 +77,16 @@ typedef struct config {
     config_receiver_t kvpsend_receivers[CONFIG_MAX_RECEIVERS];
     size_t kvpsend_receiver_count;
     uint64_t reconcile_interval_ms;
+    /* [acme] (optional: skd obtains and renews the certificate of its TLS
+     * listener; needs [installations] and [kvpsend]) */
+    bool acme;                  /* the section is present */
+    char *acme_directory;       /* the CA's directory URL (https) */
+    char *acme_contact;         /* "mailto:..." or NULL */
+    char *acme_names[CONFIG_ACME_NAMES]; /* "<label>.<zone>", lowercase, no final dot */
+    size_t acme_name_count;
+    char *acme_ca_bundle;       /* PEM roots to trust the CA with; NULL: the system's */
+    char *acme_state_dir;       /* account key, order, ...; default <store dir>/acme */
+    uint64_t acme_renew_before_ms; /* renew this long before expiry; 0: at two thirds of the lifetime */
     /* [log] */
     log_level_t log_level;
     bool access_log;

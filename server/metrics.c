@@ -69,5 +69,18 @@ int metrics_render(const metrics_t *m, buf_t *o) {
     gauge(o, "skd_worker_jobs_total", "counter", "Jobs completed by the worker pool.", m->worker_jobs_total);
     gauge(o, "skd_worker_jobs_rejected_total", "counter", "Jobs refused because the queue was full.",
           m->worker_jobs_rejected);
+    if (m->acme.enabled) {
+        buf_append_str(o, "# HELP skd_acme_state The state of skd's own certificate (ACME).\n"
+                          "# TYPE skd_acme_state gauge\n");
+        for (const char *const *s = m->acme.states; *s; s++)
+            buf_printf(o, "skd_acme_state{state=\"%s\"} %d\n", *s, m->acme.state == *s);
+        buf_printf(o, "# HELP skd_acme_next_renewal_seconds When skd renews its certificate (Unix time; 0: "
+                      "unknown).\n# TYPE skd_acme_next_renewal_seconds gauge\nskd_acme_next_renewal_seconds %" PRId64
+                      "\n", m->acme.next_renewal);
+        gauge(o, "skd_acme_renewals_total", "counter", "Certificates obtained over ACME and installed.",
+              m->acme.renewals_total);
+        gauge(o, "skd_acme_failures_total", "counter", "ACME attempts that failed (retried with backoff).",
+              m->acme.failures_total);
+    }
     return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef SKD_METRICS_H
 #define SKD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,16 @@ typedef struct metrics_series {
     int status;
     uint64_t count;
 } metrics_series_t;
+
+/* skd's own certificate (certs/acme_self.c); rendered when enabled. */
+typedef struct metrics_acme {
+    bool enabled;
+    const char *const *states; /* every state's name, NULL-terminated (static) */
+    const char *state;         /* the current one, among states */
+    int64_t next_renewal;      /* Unix seconds; 0: not known yet */
+    uint64_t renewals_total;   /* certificates obtained and installed */
+    uint64_t failures_total;   /* attempts that failed */
+} metrics_acme_t;
 
 typedef struct metrics {
     metrics_series_t series[METRICS_MAX_SERIES];
@@ -31,6 +42,7 @@ typedef struct metrics {
     uint64_t worker_queue_depth;
     uint64_t worker_jobs_total;
     uint64_t worker_jobs_rejected;
+    metrics_acme_t acme;
 } metrics_t;
 
 void metrics_init(metrics_t *m);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../certs/acme_self.h"
 #include "../certs/certs_service.h"
 #include "../common/log.h"
 #include "../keys/keys_service.h"
@@ -54,6 +55,7 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
     server_t *server = malloc(sizeof *server);
     keys_service_t keys = {0};
     certs_service_t certs = {0};
+    acme_self_t acme = {0};
     store_t *store = NULL;
     int rc = 1;
     if (!server || server_init(server, &loop, &cfg) != 0 || (setup && setup(server, arg) != 0)) {
@@ -64,6 +66,8 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
         log_error("cannot start without the HSM");
     } else if (certs_service_init(&certs, server, store, &cfg) != 0) {
         log_error("cannot start the installations API");
+    } else if (acme_self_init(&acme, server, &certs, &cfg) != 0) {
+        log_error("cannot start [acme]");
     } else if (server_start(server) == 0) {
         log_info("skd %s ready: %u worker threads, at most %zu connections", SKD_VERSION, cfg.worker_threads,
                  cfg.max_connections);
@@ -81,12 +85,14 @@ int serve_run(const char *config_path, serve_setup_fn setup, void *arg) {
         }
     }
     /* After a failed start some handles are open: close them and let them finish. */
+    acme_self_close(&acme);
     certs_service_close(&certs);
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         log_error("event loop closed with handles still open");
     keys_service_free(&keys);
+    acme_self_free(&acme);
     certs_service_free(&certs);
     store_close(store);
     if (server)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 #include "../common/net.h"
@@ -263,6 +264,11 @@ int server_start(server_t *s) {
     if (cfg->tls_listen_count) {
         char err[512];
         s->tls_ctx = tls_context_load(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (!s->tls_ctx && cfg->acme && access(cfg->tls_cert, F_OK) != 0) {
+            /* The first start with [acme]: nothing issued yet. */
+            log_warn("no certificate in %s yet: serving a self-signed one until ACME provides it", cfg->tls_cert);
+            s->tls_ctx = tls_context_self_signed(cfg->acme_names[0], err, sizeof err);
+        }
         if (!s->tls_ctx) {
             log_error("%s", err);
             return -1;

@@ -1,6 +1,7 @@
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,7 +29,7 @@ static void openssl_reason(char *err, size_t err_len, const char *what, const ch
     ERR_clear_error();
 }
 
-SSL_CTX *tls_context_load(const char *cert_file, const char *key_file, char *err, size_t err_len) {
+static SSL_CTX *context_new(char *err, size_t err_len) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         openssl_reason(err, err_len, "cannot create TLS context", "");
@@ -38,6 +39,33 @@ SSL_CTX *tls_context_load(const char *cert_file, const char *key_file, char *err
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    return ctx;
+}
+
+SSL_CTX *tls_context_self_signed(const char *cn, char *err, size_t err_len) {
+    SSL_CTX *ctx = context_new(err, err_len);
+    EVP_PKEY *key = ctx ? EVP_EC_gen("P-256") : NULL;
+    X509 *x = key ? X509_new() : NULL;
+    X509_NAME *name = x ? X509_get_subject_name(x) : NULL;
+    if (!name || X509_set_version(x, 2) != 1 || ASN1_INTEGER_set(X509_get_serialNumber(x), 1) != 1 ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), 0) || !X509_gmtime_adj(X509_getm_notAfter(x), 86400) ||
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) != 1 ||
+        X509_set_issuer_name(x, name) != 1 || X509_set_pubkey(x, key) != 1 || X509_sign(x, key, EVP_sha256()) == 0 ||
+        SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+        if (ctx)
+            openssl_reason(err, err_len, "cannot make a self-signed certificate for", cn);
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+    }
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return ctx;
+}
+
+SSL_CTX *tls_context_load(const char *cert_file, const char *key_file, char *err, size_t err_len) {
+    SSL_CTX *ctx = context_new(err, err_len);
+    if (!ctx)
+        return NULL;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         openssl_reason(err, err_len, "cannot load certificate", cert_file);
         goto fail;

@@ -14,6 +14,9 @@
 /* A server context: TLS 1.2 and 1.3, ALPN "http/1.1", no renegotiation.
  * Returns NULL and a one-line reason in err on failure. */
 SSL_CTX *tls_context_load(const char *cert_file, const char *key_file, char *err, size_t err_len);
+/* The same with a fresh self-signed P-256 certificate for CN: what a TLS
+ * listener serves until ACME ([acme]) gets the first real certificate. */
+SSL_CTX *tls_context_self_signed(const char *cn, char *err, size_t err_len);
 
 typedef struct tls_session {
     SSL *ssl;

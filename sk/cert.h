@@ -8,5 +8,7 @@ int sk_cert_challenge_set(int argc, char **argv);
 int sk_cert_challenge_delete(int argc, char **argv);
 int sk_cert_issue(int argc, char **argv);
 int sk_cert_renew(int argc, char **argv);
+int sk_cert_revoke(int argc, char **argv);
+int sk_cert_rollover(int argc, char **argv);
 
 #endif

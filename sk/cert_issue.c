@@ -1,7 +1,9 @@
 /* sk cert issue / renew: the ACME machine (acme/acme.h) on a libuv loop,
  * with dns-01 values set through skd and the state directory as its
  * memory (cert_state.h). */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -20,6 +22,9 @@
 
 static const char *prog = "sk cert issue";
 
+/* Set by SIGTERM/SIGINT in sk cert renew --daemon: finish cleanly. */
+static volatile sig_atomic_t stopping;
+
 static void say(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(FILE *f, const char *fmt, ...) {
     va_list ap;
@@ -36,6 +41,7 @@ typedef struct issue {
     uv_loop_t loop;
     acme_http_t http;
     uv_timer_t timer;
+    uv_timer_t watch;       /* notices `stopping` */
     uv_work_t work;
     acme_t m;
     const char *dir;
@@ -60,6 +66,15 @@ static void stop(issue_t *s, int result) {
     s->result = result;
     acme_http_close(&s->http);
     uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->watch, NULL);
+}
+
+static void on_watch(uv_timer_t *t) {
+    issue_t *s = t->data;
+    if (!stopping)
+        return;
+    say(stderr, "stopped by a signal; the order resumes on the next run");
+    stop(s, 1);
 }
 
 static void on_answer(int status, const acme_http_response_t *res, const char *error, void *arg) {
@@ -165,8 +180,7 @@ static int challenge_calls(issue_t *s, const acme_action_t *a, bool set) {
 static int save_state(issue_t *s) { return cert_write_json(s->dir, "acme.json", s->state); }
 
 static int save_cert(issue_t *s, const acme_action_t *a) {
-    if (cert_write_key(s->dir, "key.pem", a->cert_key) < 0 ||
-        cert_write_atomic(s->dir, "cert.pem", a->chain, a->chain_len, 0644) < 0)
+    if (cert_write_pair(s->dir, a->chain, a->chain_len, a->cert_key) < 0)
         return -1;
     json_object_del(s->state, "order");
     if (save_state(s) < 0)
@@ -260,8 +274,10 @@ static void feed(issue_t *s, const acme_input_t *in) {
 }
 
 /* The order, account and keys of an earlier run, if they belong to this CA and these names. */
+static int run_machine(issue_t *s, const acme_config_t *cfg, const char *ca_bundle);
+
 static int issue(const char *dir, const char *directory, const char *ca_bundle, char **also, size_t nalso,
-                 long timeout_s) {
+                 long timeout_s, const char *eab_kid, const char *eab_key) {
     issue_t *s = calloc(1, sizeof *s);
     const char *names[ACME_MAX_NAMES];
     char name_buf[ACME_MAX_NAMES][256];
@@ -327,6 +343,8 @@ static int issue(const char *dir, const char *directory, const char *ca_bundle, 
         goto out;
     }
     acme_config_t cfg = {
+        .eab_kid = eab_kid,
+        .eab_hmac_key = eab_key,
         .directory_url = directory,
         .account_key = account_key,
         .account_url = json_string_value(json_object_get(s->state, "account")),
@@ -336,24 +354,7 @@ static int issue(const char *dir, const char *directory, const char *ca_bundle, 
         .nnames = nalso + 1,
         .timeout_ms = (uint64_t)timeout_s * 1000,
     };
-    if (acme_init(&s->m, &cfg) < 0) {
-        say(stderr, "%s", acme_failure(&s->m));
-        acme_free(&s->m);
-        goto out;
-    }
-    if (uv_loop_init(&s->loop) < 0 || acme_http_init(&s->http, &s->loop, ca_bundle) < 0 ||
-        uv_timer_init(&s->loop, &s->timer) < 0) {
-        say(stderr, "cannot set up the event loop");
-        acme_free(&s->m);
-        goto out;
-    }
-    s->timer.data = s;
-    s->result = 1;
-    feed(s, NULL);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&s->loop);
-    acme_free(&s->m);
-    result = s->result;
+    result = run_machine(s, &cfg, ca_bundle);
 out:
     for (size_t i = 0; i < s->ninst; i++)
         EVP_PKEY_free(s->inst[i].key);
@@ -364,8 +365,33 @@ out:
     return result;
 }
 
+/* Runs one machine on a loop of its own to its end: 0 done, 1 failed. */
+static int run_machine(issue_t *s, const acme_config_t *cfg, const char *ca_bundle) {
+    if (acme_init(&s->m, cfg) < 0) {
+        say(stderr, "%s", acme_failure(&s->m));
+        acme_free(&s->m);
+        return 1;
+    }
+    if (uv_loop_init(&s->loop) < 0 || acme_http_init(&s->http, &s->loop, ca_bundle) < 0 ||
+        uv_timer_init(&s->loop, &s->timer) < 0 || uv_timer_init(&s->loop, &s->watch) < 0) {
+        say(stderr, "cannot set up the event loop");
+        acme_free(&s->m);
+        return 1;
+    }
+    s->timer.data = s;
+    s->watch.data = s;
+    uv_timer_start(&s->watch, on_watch, 200, 200);
+    s->result = 1;
+    feed(s, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+    acme_free(&s->m);
+    return s->result;
+}
+
 static void usage_issue(FILE *f) {
     fprintf(f, "Usage: sk cert issue --acme DIRECTORY-URL [--ca-bundle PEM] --state DIR [--also DIR]... [--timeout S]\n"
+               "                     [--eab-kid KID --eab-hmac-key B64URL]\n"
                "Gets a certificate for the installation's name (and the names of the installations in\n"
                "the --also state directories) with dns-01 values set through skd; writes DIR/cert.pem\n"
                "(the chain) and DIR/key.pem. An order interrupted earlier is resumed.\n");
@@ -375,8 +401,8 @@ int sk_cert_issue(int argc, char **argv) {
     prog = argv[0];
     static const struct option opts[] = {{"acme", 1, 0, 'a'},    {"ca-bundle", 1, 0, 'c'}, {"state", 1, 0, 'd'},
                                          {"also", 1, 0, 'o'},    {"timeout", 1, 0, 't'},   {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *directory = NULL, *ca = NULL, *dir = NULL;
+                                         {"eab-kid", 1, 0, 'k'}, {"eab-hmac-key", 1, 0, 'm'}, {0, 0, 0, 0}};
+    const char *directory = NULL, *ca = NULL, *dir = NULL, *eab_kid = NULL, *eab_key = NULL;
     char *also[ACME_MAX_NAMES];
     size_t nalso = 0;
     long timeout = 300;
@@ -394,15 +420,17 @@ int sk_cert_issue(int argc, char **argv) {
             also[nalso++] = optarg;
             break;
         case 't': timeout = strtol(optarg, NULL, 10); break;
+        case 'k': eab_kid = optarg; break;
+        case 'm': eab_key = optarg; break;
         case 'h': usage_issue(stdout); return 0;
         default: usage_issue(stderr); return 2;
         }
     }
-    if (!directory || !dir || optind != argc || timeout <= 0) {
+    if (!directory || !dir || optind != argc || timeout <= 0 || !eab_kid != !eab_key) {
         usage_issue(stderr);
         return 2;
     }
-    return issue(dir, directory, ca, also, nalso, timeout);
+    return issue(dir, directory, ca, also, nalso, timeout, eab_kid, eab_key);
 }
 
 /* When DIR/cert.pem is due for renewal (0: now, no usable certificate). */
@@ -419,6 +447,18 @@ static time_t renew_time(const char *dir) {
         at = acme_renew_at(timegm(&nb), timegm(&na));
     X509_free(x);
     return at;
+}
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stopping = 1;
+}
+
+/* Sleeps for seconds, or until a stop signal. */
+static void nap(time_t seconds) {
+    struct timespec left = {.tv_sec = seconds};
+    while (!stopping && nanosleep(&left, &left) < 0 && errno == EINTR)
+        ;
 }
 
 static void usage_renew(FILE *f) {
@@ -446,8 +486,18 @@ int sk_cert_renew(int argc, char **argv) {
         usage_renew(stderr);
         return 2;
     }
+    if (daemon) {
+        struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART: sleeps end */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
     unsigned failures = 0;
     for (;;) {
+        if (stopping) {
+            say(stdout, "stopped");
+            return 0;
+        }
         json_t *st = cert_read_json(dir, "acme.json");
         const char *directory = json_string_value(json_object_get(st, "directory"));
         if (!directory) {
@@ -463,7 +513,7 @@ int sk_cert_renew(int argc, char **argv) {
             json_decref(st);
             if (!daemon)
                 return 0;
-            sleep((unsigned)(at - now > 3600 ? 3600 : at - now));
+            nap(at - now > 3600 ? 3600 : at - now);
             continue;
         }
         char *also[ACME_MAX_NAMES];
@@ -478,7 +528,7 @@ int sk_cert_renew(int argc, char **argv) {
         const char *ca = json_string_value(json_object_get(st, "ca_bundle"));
         char *ca_copy = ca ? strdup(ca) : NULL;
         json_decref(st);
-        int rc = issue(dir, dir_url, ca_copy, also, nalso, 300);
+        int rc = issue(dir, dir_url, ca_copy, also, nalso, 300, NULL, NULL);
         for (size_t k = 0; k < nalso; k++)
             free(also[k]);
         free(dir_url);
@@ -487,7 +537,124 @@ int sk_cert_renew(int argc, char **argv) {
             return rc;
         /* Failed: try again later, backing off up to an hour. */
         failures = rc ? failures + 1 : 0;
-        if (rc)
-            sleep(failures > 6 ? 3600 : 60u << (failures - 1));
+        if (rc && !stopping)
+            nap(failures > 6 ? 3600 : 60 << (failures - 1));
     }
+}
+
+/* ------------------------------------------------------------ revoke, rollover */
+
+/* Runs op with the CA, account and account key of DIR's last issue. */
+static int account_op(const char *dir, acme_config_t *cfg) {
+    json_t *st = cert_read_json(dir, "acme.json");
+    const char *directory = json_string_value(json_object_get(st, "directory"));
+    const char *account = json_string_value(json_object_get(st, "account"));
+    EVP_PKEY *key = cert_read_key(dir, "account-key.pem");
+    int rc = 1;
+    if (!directory || !account || !key) {
+        say(stderr, "%s holds no ACME account: run sk cert issue first", dir);
+    } else {
+        issue_t *s = calloc(1, sizeof *s);
+        const char *name = "-"; /* operations on the account name nothing */
+        cfg->directory_url = directory;
+        cfg->account_url = account;
+        cfg->account_key = key;
+        cfg->names = &name;
+        cfg->nnames = 1;
+        if (s) {
+            s->dir = dir;
+            rc = run_machine(s, cfg, json_string_value(json_object_get(st, "ca_bundle")));
+            free(s);
+        }
+    }
+    EVP_PKEY_free(key);
+    json_decref(st);
+    return rc;
+}
+
+static void usage_revoke(FILE *f) {
+    fprintf(f, "Usage: sk cert revoke --state DIR [--reason N]\n"
+               "Revokes DIR/cert.pem (signed with the account key; N: an RFC 5280 reason code, default 0).\n");
+}
+
+int sk_cert_revoke(int argc, char **argv) {
+    prog = argv[0];
+    static const struct option opts[] = {{"state", 1, 0, 'd'}, {"reason", 1, 0, 'r'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *dir = NULL;
+    long reason = 0;
+    char *end = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'r': reason = strtol(optarg, &end, 10); break;
+        case 'h': usage_revoke(stdout); return 0;
+        default: usage_revoke(stderr); return 2;
+        }
+    }
+    if (!dir || optind != argc || (end && *end) || reason < 0 || reason > 10) {
+        usage_revoke(stderr);
+        return 2;
+    }
+    buf_t pem;
+    buf_init(&pem, 0);
+    if (cert_read_file(dir, "cert.pem", &pem) < 0) {
+        buf_free(&pem);
+        say(stderr, "no %s/cert.pem", dir);
+        return 1;
+    }
+    acme_config_t cfg = {.op = ACME_OP_REVOKE, .cert_pem = pem.data, .cert_pem_len = pem.len,
+                         .revoke_reason = (int)reason};
+    int rc = account_op(dir, &cfg);
+    buf_free(&pem);
+    return rc;
+}
+
+static void usage_rollover(FILE *f) {
+    fprintf(f, "Usage: sk cert rollover --state DIR\n"
+               "Replaces the ACME account key (RFC 8555 7.3.5). The new key is written to\n"
+               "DIR/account-key.new.pem first and becomes DIR/account-key.pem once the CA agreed.\n");
+}
+
+int sk_cert_rollover(int argc, char **argv) {
+    prog = argv[0];
+    static const struct option opts[] = {{"state", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *dir = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'h': usage_rollover(stdout); return 0;
+        default: usage_rollover(stderr); return 2;
+        }
+    }
+    if (!dir || optind != argc) {
+        usage_rollover(stderr);
+        return 2;
+    }
+    /* A new key left by an interrupted rollover is used again: the CA may know it already. */
+    EVP_PKEY *key = cert_read_key(dir, "account-key.new.pem");
+    if (!key) {
+        key = acme_key_new_p256();
+        if (!key || cert_write_key(dir, "account-key.new.pem", key) < 0) {
+            EVP_PKEY_free(key);
+            say(stderr, "cannot write %s/account-key.new.pem", dir);
+            return 1;
+        }
+    }
+    acme_config_t cfg = {.op = ACME_OP_KEY_CHANGE, .new_account_key = key};
+    int rc = account_op(dir, &cfg);
+    EVP_PKEY_free(key);
+    if (rc != 0)
+        return rc;
+    char from[4096], to[4096];
+    snprintf(from, sizeof from, "%s/account-key.new.pem", dir);
+    snprintf(to, sizeof to, "%s/account-key.pem", dir);
+    if (rename(from, to) < 0) {
+        say(stderr, "the CA took the new key, but renaming %s failed: rename it to account-key.pem", from);
+        return 1;
+    }
+    say(stdout, "account key replaced");
+    return 0;
 }

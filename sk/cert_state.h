@@ -5,10 +5,16 @@
  *   account-key.pem       the ACME account key (0600), written before the account exists
  *   acme.json             {"directory", "ca_bundle", "account", "order"}
  *   order-key.pem         the certificate key of the order in progress (0600)
- *   cert.pem, key.pem     the chain and its key (0600)
+ *   live -> gen.N         the current certificate generation (a symlink)
+ *   gen.N/cert.pem, gen.N/key.pem  the chain and its key (0600)
+ *   cert.pem -> live/cert.pem, key.pem -> live/key.pem
  *
  * Every file is written atomically: a temporary file, fsync, rename, fsync
- * of the directory. */
+ * of the directory. A new certificate and its key go into a new generation
+ * directory first; one rename of the "live" symlink then switches both, so
+ * a crash leaves either the old pair or the new pair, never a new key next
+ * to an old certificate (an unfinished generation is never pointed to, and
+ * is removed by the next write). */
 #ifndef SK_CERT_STATE_H
 #define SK_CERT_STATE_H
 
@@ -24,6 +30,8 @@ int cert_read_file(const char *dir, const char *name, buf_t *out);
 /* A private key from DIR/name, or NULL. */
 EVP_PKEY *cert_read_key(const char *dir, const char *name);
 int cert_write_key(const char *dir, const char *name, EVP_PKEY *key);
+/* Writes the chain and its key as the new live generation (above). */
+int cert_write_pair(const char *dir, const char *chain, size_t chain_len, EVP_PKEY *key);
 /* DIR/name as a JSON object (NULL if missing or not an object). */
 json_t *cert_read_json(const char *dir, const char *name);
 int cert_write_json(const char *dir, const char *name, const json_t *obj);

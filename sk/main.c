@@ -35,10 +35,12 @@ static const sk_command_t commands[] = {
     {"cert challenge set", "VALUE --state DIR", "publish a dns-01 value; returns once it is served",
      sk_cert_challenge_set},
     {"cert challenge delete", "VALUE|all --state DIR", "delete a dns-01 value", sk_cert_challenge_delete},
-    {"cert issue", "--acme DIRECTORY-URL [--ca-bundle PEM] --state DIR [--also DIR]...",
+    {"cert issue", "--acme DIRECTORY-URL [--ca-bundle PEM] --state DIR [--also DIR]... [--eab-kid KID --eab-hmac-key K]",
      "get the installation's certificate (DIR/cert.pem, DIR/key.pem) from an ACME CA", sk_cert_issue},
     {"cert renew", "--state DIR [--daemon]", "renew the certificate when two thirds of its lifetime have passed",
      sk_cert_renew},
+    {"cert revoke", "--state DIR [--reason N]", "revoke DIR/cert.pem with the account key", sk_cert_revoke},
+    {"cert rollover", "--state DIR", "replace the ACME account key (keyChange)", sk_cert_rollover},
     {"audit verify", "AUDIT-DIR --pubkey PEM", "verify every audit record: signatures, hash chain, numbering",
      sk_audit_verify},
 };

@@ -1,7 +1,8 @@
 /* The ACME machine fed arbitrary answers from the CA: the input is a
  * sequence of records (status byte, length byte, body), each answering
  * whatever the machine asks; challenges and keys are granted at once.
- * Nothing may crash, leak or loop. */
+ * The first byte picks the operation and options. Nothing may crash,
+ * leak or loop. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -10,15 +11,39 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A leaf with an authority key id, for revokeCert and renewalInfo. */
+static const char CERT_PEM[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBYzCCAQigAwIBAgIFAIdlQyEwCgYIKoZIzj0EAwIwDjEMMAoGA1UEAwwDYXJp\n"
+    "MB4XDTI2MTEyMjE4MTEzOVoXDTM2MTExOTE4MTEzOVowDjEMMAoGA1UEAwwDYXJp\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjCLffoniQQNvsVOxwcmznICqKHKn\n"
+    "DWx2cRWtxi/WGeU0kYwFA8Wt8aUdTRkIA0AhRfF5bskpP403FBTJTOkSCKNTMFEw\n"
+    "HQYDVR0OBBYEFOkWrDekHnET1XQNAHF9NPFvpDrSMA8GA1UdEwEB/wQFMAMBAf8w\n"
+    "HwYDVR0jBBgwFoAU6RasN6QecRPVdA0AcX008W+kOtIwCgYIKoZIzj0EAwIDSQAw\n"
+    "RgIhALBS/XUU46Dw/W51sZOlWDenuH8nIGfROo2dmJVlCXhUAiEAxGF6rs2xt+DQ\n"
+    "P6Pl8XKiyY+G2jVQGYVk2GvR3mcA86E=\n"
+    "-----END CERTIFICATE-----\n";
+
 static const int STATUSES[] = {200, 201, 204, 400, 403, 404, 429, 500, 503};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static EVP_PKEY *key;
-    if (!key)
+    static EVP_PKEY *key, *new_key;
+    if (!key) {
         key = acme_key_new_p256();
+        new_key = acme_key_new_p256();
+    }
     static const char *names[] = {"a.sk.test", "b.sk.test"};
+    /* Bits 1-2 of the first byte: the operation (issue, revoke, keyChange, renewalInfo). */
+    acme_op_t op = size ? (acme_op_t)((data[0] >> 1) & 3) : ACME_OP_ISSUE;
     acme_config_t cfg = {.directory_url = "https://ca.test/dir", .account_key = key, .names = names, .nnames = 2,
-                         .order_url = size && (data[0] & 1) ? "https://ca.test/o/1" : NULL};
+                         .order_url = size && (data[0] & 1) ? "https://ca.test/o/1" : NULL,
+                         .op = op,
+                         .account_url = op == ACME_OP_ISSUE ? NULL : "https://ca.test/a/1",
+                         .cert_pem = CERT_PEM,
+                         .cert_pem_len = sizeof CERT_PEM - 1,
+                         .new_account_key = new_key,
+                         .eab_kid = size && (data[0] & 8) ? "kid" : NULL,
+                         .eab_hmac_key = "c2VjcmV0"};
     acme_t m;
     if (acme_init(&m, &cfg) < 0) {
         acme_free(&m);

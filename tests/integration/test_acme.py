@@ -9,7 +9,12 @@ which skd feeds through kvpsend (two skdns, as in production):
 - one order for three names (three installations: --also);
 - with PEBBLE_WFE_NONCEREJECT=50 issuance still succeeds;
 - sk cert issue SIGKILLed in the middle of an order, run again, resumes
-  that very order."""
+  that very order;
+- sk cert renew --daemon with 9 s certificates renews once, keeps running
+  and stops cleanly on SIGTERM;
+- a failed issue deletes the dns-01 values it had set;
+- sk cert revoke (then alreadyRevoked), sk cert rollover (then an issue
+  with the new key), external account binding (required by pebble)."""
 
 import json
 import os
@@ -41,17 +46,19 @@ def make_tls_cert(directory):
 class Pebble:
     """pebble on free loopback ports, resolving through dns_port."""
 
-    def __init__(self, directory, dns_port, env=None):
+    def __init__(self, directory, dns_port, env=None, config=None):
         self.dir = directory
         self.cert, self.key = make_tls_cert(directory)
         self.port, self.mgmt = free_port(), free_port()
         conf = os.path.join(directory, "pebble-%d.json" % self.port)
+        settings = {"listenAddress": "127.0.0.1:%d" % self.port,
+                    "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
+                    "certificate": self.cert, "privateKey": self.key,
+                    "httpPort": free_port(), "tlsPort": free_port(),
+                    "ocspResponderURL": "", "externalAccountBindingRequired": False}
+        settings.update(config or {})
         with open(conf, "w") as f:
-            json.dump({"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
-                                  "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
-                                  "certificate": self.cert, "privateKey": self.key,
-                                  "httpPort": free_port(), "tlsPort": free_port(),
-                                  "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
+            json.dump({"pebble": settings}, f)
         e = dict(os.environ, PEBBLE_VA_NOSLEEP="1")
         e.update(env or {})
         self.log_path = os.path.join(directory, "pebble-%d.log" % self.port)
@@ -113,13 +120,16 @@ def sk(*args, timeout=120):
 
 class Base(unittest.TestCase):
     pebble_env = {}
+    pebble_config = {}
+    pebble_dns = None  # the port pebble resolves through; None: the first skdns
 
     @classmethod
     def setUpClass(cls):
         cls.cdir = tempfile.mkdtemp(prefix="skdacme-")
         try:
             cls.stack = Stack(cls.cdir)
-            cls.pebble = Pebble(cls.cdir, cls.stack.d1.dns_port, cls.pebble_env)
+            cls.pebble = Pebble(cls.cdir, cls.pebble_dns or cls.stack.d1.dns_port, cls.pebble_env,
+                                cls.pebble_config)
         except BaseException:
             shutil.rmtree(cls.cdir, True)
             raise
@@ -145,6 +155,10 @@ class Base(unittest.TestCase):
 
     def check_chain(self, d, names):
         cert = os.path.join(d, "cert.pem")
+        # cert.pem and key.pem: links into the live generation (switched by one rename).
+        self.assertEqual(os.readlink(cert), "live/cert.pem")
+        self.assertEqual(os.readlink(os.path.join(d, "key.pem")), "live/key.pem")
+        self.assertEqual([n for n in os.listdir(d) if n.startswith("gen.")], [os.readlink(os.path.join(d, "live"))])
         p = run(["openssl", "verify", "-CAfile", self.pebble.root, "-untrusted", cert, cert])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(os.stat(os.path.join(d, "key.pem")).st_mode & 0o777, 0o600)
@@ -223,6 +237,105 @@ class Issue(Base):
         with open(os.path.join(d, "acme.json")) as f:
             self.assertNotIn("order", json.load(f))
         self.assertFalse(os.path.exists(os.path.join(d, "order-key.pem")))
+
+
+class AccountOps(Base):
+    def test_revoke(self):
+        d, name = self.state("revoke")
+        self.assertEqual(self.issue(d).returncode, 0)
+        p = sk("cert", "revoke", "--state", d, "--reason", "4")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("certificate revoked", p.stdout.decode())
+        p = sk("cert", "revoke", "--state", d)  # once only
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("alreadyRevoked", p.stderr.decode())
+        self.assertEqual(sk("cert", "revoke", "--state", d, "--reason", "x").returncode, 2)
+
+    def test_rollover(self):
+        d, name = self.state("rollover")
+        self.assertEqual(self.issue(d).returncode, 0)
+        key = os.path.join(d, "account-key.pem")
+        before = run(["openssl", "pkey", "-in", key, "-pubout"]).stdout
+        p = sk("cert", "rollover", "--state", d)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("account key changed", p.stdout.decode())
+        self.assertFalse(os.path.exists(os.path.join(d, "account-key.new.pem")))
+        self.assertNotEqual(run(["openssl", "pkey", "-in", key, "-pubout"]).stdout, before)
+        # The account goes on with the new key.
+        p = self.issue(d)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertNotIn("account https", p.stdout.decode())
+        self.check_chain(d, [name])
+
+
+class ExternalAccountBinding(Base):
+    pebble_config = {"externalAccountBindingRequired": True,
+                     "externalAccountMACKeys": {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}}
+
+    def test_eab(self):
+        d, name = self.state("eab")
+        p = self.issue(d)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("external account binding", p.stderr.decode())
+        p = self.issue(d, "--eab-kid", "kid-1", "--eab-hmac-key", "AAAA")  # the wrong key
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        p = self.issue(d, "--eab-kid", "kid-1", "--eab-hmac-key",
+                       "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.check_chain(d, [name])
+
+
+def serial(d):
+    return run(["openssl", "x509", "-in", os.path.join(d, "cert.pem"), "-noout", "-serial"]).stdout.decode().strip()
+
+
+class RenewDaemon(Base):
+    # 9 s certificates: due after 6 s.
+    pebble_config = {"certificateValidityPeriod": 9}
+
+    def test_renews_once_keeps_running_stops_on_sigterm(self):
+        d, name = self.state("daemon")
+        p = self.issue(d)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        first = serial(d)
+        out = tempfile.TemporaryFile()
+        proc = subprocess.Popen([SK, "cert", "renew", "--state", d, "--daemon"], stdout=out,
+                                stderr=subprocess.STDOUT, env=skdtest.sanitizer_env())
+
+        def text():
+            out.seek(0)
+            return out.read().decode("utf-8", "replace")
+        try:
+            # Not due, then renewed once, then not due again (and still running).
+            self.assertTrue(wait_for(lambda: text().count("not due until") >= 2, 30), text())
+            self.assertIsNone(proc.poll(), text())
+            self.assertEqual(text().count("certificate written"), 1, text())
+            self.assertNotEqual(serial(d), first)
+            self.check_chain(d, [name])
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(10), 0, text())
+            self.assertTrue(text().rstrip().endswith("stopped"), text())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+
+
+class FailureCleanup(Base):
+    # pebble asks a port where nothing answers: every validation fails.
+    pebble_dns = free_port()
+
+    def test_values_deleted_when_issue_fails(self):
+        d, name = self.state("fails")
+        label = name.split(".")[0]
+        p = self.issue(d, "--timeout", "60")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("dns-01 values served", p.stdout.decode())
+        self.assertIn("dns-01 values deleted", p.stdout.decode())
+        self.assertEqual(len(p.stderr.decode().strip().splitlines()), 1, p.stderr)
+        self.assertTrue(wait_for(lambda: self.stack.d1.txt(label) == [] and self.stack.d2.txt(label) == [], 5))
+        self.assertFalse(os.path.exists(os.path.join(d, "cert.pem")))
 
 
 class NonceReject(Base):

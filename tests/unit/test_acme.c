@@ -11,6 +11,7 @@
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -260,14 +261,14 @@ static void test_happy_path(void **state) {
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
     json_decref(fin);
-    /* processing without Retry-After: backoff with jitter (3/4 of 250 ms here). */
+    /* processing without Retry-After: backoff with jitter (3/4 of 50 ms here). */
     respond_full(&m, 5000, 200, "n-proc", NULL, NULL, order_json("processing", NULL), &a);
     assert_int_equal(a.kind, ACME_ACT_WAIT);
-    assert_int_equal(a.wake_at, 5000 + 187);
-    acme_advance(&m, NULL, 5187, &a);
+    assert_int_equal(a.wake_at, 5000 + 37);
+    acme_advance(&m, NULL, 5037, &a);
     expect_request(&a, "POST", ORDER_URL);
     respond_full(&m, 5200, 200, "n-proc2", NULL, NULL, order_json("processing", NULL), &a);
-    assert_int_equal(a.wake_at, 5200 + 375); /* doubled */
+    assert_int_equal(a.wake_at, 5200 + 75); /* doubled */
     acme_advance(&m, NULL, 6000, &a);
     respond_full(&m, 6000, 200, "n-valid", NULL, NULL, order_json("valid", "https://ca.test/cert/1"), &a);
     expect_request(&a, "POST", "https://ca.test/cert/1");
@@ -393,9 +394,16 @@ static void test_invalid_authorization(void **state) {
             "\"type\":\"dns-01\",\"url\":\"https://ca.test/c/b\",\"status\":\"invalid\",\"error\":{\"type\":\"urn:"
             "ietf:params:acme:error:unauthorized\",\"detail\":\"Incorrect TXT record\"}}]}",
             &a);
+    /* The value set for b is deleted before the failure is reported. */
+    assert_int_equal(a.kind, ACME_ACT_DELETE_CHALLENGES);
+    assert_int_equal(a.nchallenges, 1);
+    assert_string_equal(a.challenges[0].name, "b.sk.test");
+    acme_advance(&m, NULL, 0, &a);
     assert_int_equal(a.kind, ACME_ACT_FAILED);
     assert_string_equal(acme_failure(&m), "authorization b.sk.test invalid: unauthorized: Incorrect TXT record (the "
                                           "CA did not accept the validation)");
+    acme_advance(&m, NULL, 0, &a); /* stays failed, deletes once */
+    assert_int_equal(a.kind, ACME_ACT_FAILED);
     acme_free(&m);
     /* Values that could not be served. */
     init(&m, NULL, NULL, NULL);
@@ -404,6 +412,9 @@ static void test_invalid_authorization(void **state) {
     respond(&m, 200, NULL, authz_json("b.sk.test", "pending", "b"), &a);
     acme_input_t notset = {.kind = ACME_IN_CHALLENGES_SET, .ok = false, .error = "skd: HTTP 503"};
     acme_advance(&m, &notset, 0, &a);
+    assert_int_equal(a.kind, ACME_ACT_DELETE_CHALLENGES); /* some may be set */
+    assert_int_equal(a.nchallenges, 2);
+    acme_advance(&m, NULL, 0, &a);
     assert_int_equal(a.kind, ACME_ACT_FAILED);
     assert_string_equal(acme_failure(&m), "dns-01 values: skd: HTTP 503");
     acme_free(&m);
@@ -433,7 +444,7 @@ static void test_order_not_ready_and_transient(void **state) {
     expect_request(&a, "POST", "https://ca.test/o/1/fin");
     respond_full(&m, 100, 403, "n1", NULL, NULL, "{\"type\":\"urn:ietf:params:acme:error:orderNotReady\"}", &a);
     assert_int_equal(a.kind, ACME_ACT_WAIT);
-    assert_int_equal(a.wake_at, 100 + 187);
+    assert_int_equal(a.wake_at, 100 + 37);
     acme_advance(&m, NULL, 300, &a);
     expect_request(&a, "POST", ORDER_URL);
     /* 5xx and transport errors: retried after a wait, then given up. */
@@ -565,6 +576,250 @@ static void test_crypto_and_times(void **state) {
     assert_int_equal(acme_renew_at(100, 100), 100);
 }
 
+/* A certificate with an authority key id and the serial 0x87654321 (top bit
+ * set: the id's serial gets a leading zero octet). */
+static const char ARI_PEM[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBYzCCAQigAwIBAgIFAIdlQyEwCgYIKoZIzj0EAwIwDjEMMAoGA1UEAwwDYXJp\n"
+    "MB4XDTI2MTEyMjE4MTEzOVoXDTM2MTExOTE4MTEzOVowDjEMMAoGA1UEAwwDYXJp\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjCLffoniQQNvsVOxwcmznICqKHKn\n"
+    "DWx2cRWtxi/WGeU0kYwFA8Wt8aUdTRkIA0AhRfF5bskpP403FBTJTOkSCKNTMFEw\n"
+    "HQYDVR0OBBYEFOkWrDekHnET1XQNAHF9NPFvpDrSMA8GA1UdEwEB/wQFMAMBAf8w\n"
+    "HwYDVR0jBBgwFoAU6RasN6QecRPVdA0AcX008W+kOtIwCgYIKoZIzj0EAwIDSQAw\n"
+    "RgIhALBS/XUU46Dw/W51sZOlWDenuH8nIGfROo2dmJVlCXhUAiEAxGF6rs2xt+DQ\n"
+    "P6Pl8XKiyY+G2jVQGYVk2GvR3mcA86E=\n"
+    "-----END CERTIFICATE-----\n";
+#define ARI_ID "6RasN6QecRPVdA0AcX008W-kOtI.AIdlQyE"
+#define DIRECTORY_MORE                                                                                          \
+    "{\"newNonce\":\"https://ca.test/nonce\",\"newAccount\":\"https://ca.test/acct\",\"newOrder\":\"https://" \
+    "ca.test/order\",\"revokeCert\":\"https://ca.test/revoke\",\"keyChange\":\"https://ca.test/key\","       \
+    "\"renewalInfo\":\"https://ca.test/ari/\",\"meta\":{\"externalAccountRequired\":true}}"
+
+static void init_op(acme_t *m, acme_config_t *cfg) {
+    cfg->directory_url = DIR_URL;
+    cfg->account_key = account_key;
+    cfg->names = NAMES;
+    cfg->nnames = 1;
+    cfg->random = fixed_random;
+    assert_int_equal(acme_init(m, cfg), 0);
+}
+
+static void test_external_account_binding(void **state) {
+    (void)state;
+    acme_t m;
+    acme_action_t a;
+    char payload[4096];
+    /* Required by the directory and not configured: a clear failure. */
+    acme_config_t cfg = {0};
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    assert_int_equal(a.kind, ACME_ACT_FAILED);
+    assert_non_null(strstr(acme_failure(&m), "external account binding"));
+    acme_free(&m);
+    /* A MAC key that is not base64url. */
+    cfg = (acme_config_t){.eab_kid = "kid-1", .eab_hmac_key = "not base64!"};
+    cfg.directory_url = DIR_URL, cfg.account_key = account_key, cfg.names = NAMES, cfg.nnames = 1;
+    assert_int_equal(acme_init(&m, &cfg), -1);
+    acme_free(&m);
+    /* Configured: newAccount carries the HS256 JWS of the account key's JWK. */
+    const unsigned char mac_key[] = "0123456789abcdef0123456789abcdef";
+    cfg = (acme_config_t){.eab_kid = "kid-1", .eab_hmac_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"};
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    expect_post(&a, "https://ca.test/acct", NULL, payload, sizeof payload);
+    json_t *p = json_loads(payload, 0, NULL), *eab = json_object_get(p, "externalAccountBinding");
+    const char *prot = json_string_value(json_object_get(eab, "protected"));
+    const char *pl = json_string_value(json_object_get(eab, "payload"));
+    const char *sig = json_string_value(json_object_get(eab, "signature"));
+    assert_non_null(prot);
+    unsigned char buf[1024];
+    size_t n = b64url_dec(prot, strlen(prot), buf);
+    buf[n] = 0;
+    json_t *hdr = json_loads((char *)buf, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(hdr, "alg")), "HS256");
+    assert_string_equal(json_string_value(json_object_get(hdr, "kid")), "kid-1");
+    assert_string_equal(json_string_value(json_object_get(hdr, "url")), "https://ca.test/acct");
+    json_decref(hdr);
+    n = b64url_dec(pl, strlen(pl), buf);
+    buf_t jwk;
+    buf_init(&jwk, 0);
+    assert_int_equal(acme_jwk(account_key, &jwk), 0);
+    assert_int_equal(n, jwk.len);
+    assert_memory_equal(buf, jwk.data, n);
+    buf_free(&jwk);
+    char input[2048];
+    snprintf(input, sizeof input, "%s.%s", prot, pl);
+    unsigned char mac[32];
+    unsigned mac_len = 0;
+    HMAC(EVP_sha256(), mac_key, 32, (unsigned char *)input, strlen(input), mac, &mac_len);
+    assert_int_equal(b64url_dec(sig, strlen(sig), buf), 32);
+    assert_memory_equal(buf, mac, 32);
+    json_decref(p);
+    acme_free(&m);
+}
+
+static void test_revoke(void **state) {
+    (void)state;
+    acme_t m;
+    acme_action_t a;
+    char payload[4096];
+    acme_config_t cfg = {.op = ACME_OP_REVOKE, .account_url = ACCT_URL, .cert_pem = ARI_PEM,
+                         .cert_pem_len = sizeof ARI_PEM - 1, .revoke_reason = 4};
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    expect_post(&a, "https://ca.test/revoke", ACCT_URL, payload, sizeof payload);
+    json_t *p = json_loads(payload, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(p, "reason")), 4);
+    buf_t der;
+    buf_init(&der, 0);
+    assert_int_equal(acme_cert_der_b64url(ARI_PEM, sizeof ARI_PEM - 1, &der), 0);
+    assert_string_equal(json_string_value(json_object_get(p, "certificate")), der.data);
+    buf_free(&der);
+    json_decref(p);
+    respond(&m, 200, NULL, NULL, &a); /* an empty body */
+    assert_int_equal(a.kind, ACME_ACT_DONE);
+    assert_string_equal(acme_progress(&m), "certificate revoked");
+    acme_free(&m);
+    /* Already revoked: the problem document. */
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    respond(&m, 400, NULL, "{\"type\":\"urn:ietf:params:acme:error:alreadyRevoked\",\"detail\":\"gone\"}", &a);
+    assert_int_equal(a.kind, ACME_ACT_FAILED);
+    assert_string_equal(acme_failure(&m), "revokeCert: HTTP 400 alreadyRevoked: gone");
+    acme_free(&m);
+    /* Misuse: no account, a bad reason, no certificate; a CA without revokeCert. */
+    cfg.account_url = NULL;
+    assert_int_equal(acme_init(&m, &cfg), -1);
+    acme_free(&m);
+    cfg.account_url = ACCT_URL;
+    cfg.revoke_reason = 7;
+    assert_int_equal(acme_init(&m, &cfg), -1);
+    acme_free(&m);
+    cfg.revoke_reason = 0;
+    cfg.cert_pem = "junk";
+    cfg.cert_pem_len = 4;
+    assert_int_equal(acme_init(&m, &cfg), -1);
+    acme_free(&m);
+    cfg.cert_pem = ARI_PEM;
+    cfg.cert_pem_len = sizeof ARI_PEM - 1;
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY, &a);
+    assert_string_equal(acme_failure(&m), "directory: no revokeCert");
+    acme_free(&m);
+}
+
+static void test_key_change(void **state) {
+    (void)state;
+    acme_t m;
+    acme_action_t a;
+    char payload[4096], inner_payload[4096];
+    EVP_PKEY *new_key = acme_key_new_p256();
+    acme_config_t cfg = {.op = ACME_OP_KEY_CHANGE, .account_url = ACCT_URL, .new_account_key = new_key};
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    expect_post(&a, "https://ca.test/key", ACCT_URL, payload, sizeof payload); /* outer: the old key, kid */
+    json_t *inner_hdr = jws_header(payload, new_key, inner_payload, sizeof inner_payload); /* inner: the new key */
+    assert_string_equal(json_string_value(json_object_get(inner_hdr, "url")), "https://ca.test/key");
+    assert_null(json_object_get(inner_hdr, "nonce"));
+    assert_null(json_object_get(inner_hdr, "kid"));
+    assert_non_null(json_object_get(inner_hdr, "jwk"));
+    json_decref(inner_hdr);
+    json_t *ip = json_loads(inner_payload, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(ip, "account")), ACCT_URL);
+    buf_t jwk;
+    buf_init(&jwk, 0);
+    assert_int_equal(acme_jwk(account_key, &jwk), 0);
+    json_t *old = json_loads(jwk.data, 0, NULL);
+    assert_true(json_equal(json_object_get(ip, "oldKey"), old));
+    json_decref(old);
+    json_decref(ip);
+    buf_free(&jwk);
+    /* badNonce: the same request again, re-signed with the new nonce. */
+    respond(&m, 400, NULL, "{\"type\":\"urn:ietf:params:acme:error:badNonce\"}", &a);
+    expect_post(&a, "https://ca.test/key", ACCT_URL, payload, sizeof payload);
+    respond(&m, 200, NULL, "{\"status\":\"valid\"}", &a);
+    assert_int_equal(a.kind, ACME_ACT_DONE);
+    assert_string_equal(acme_progress(&m), "account key changed");
+    acme_free(&m);
+    /* The same key again, or none: refused. */
+    cfg.new_account_key = account_key;
+    assert_int_equal(acme_init(&m, &cfg), -1);
+    acme_free(&m);
+    EVP_PKEY_free(new_key);
+}
+
+static void test_renewal_info(void **state) {
+    (void)state;
+    acme_t m;
+    acme_action_t a;
+    time_t start, end;
+    int64_t retry;
+    buf_t id;
+    buf_init(&id, 0);
+    assert_int_equal(acme_ari_cert_id(ARI_PEM, sizeof ARI_PEM - 1, &id), 0);
+    assert_string_equal(id.data, ARI_ID);
+    buf_free(&id);
+    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO, .cert_pem = ARI_PEM, .cert_pem_len = sizeof ARI_PEM - 1};
+    /* A CA without renewalInfo (pebble 2.4): done, no window. */
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY, &a);
+    assert_int_equal(a.kind, ACME_ACT_DONE);
+    assert_int_equal(acme_renewal_window(&m, &start, &end, &retry), -1);
+    acme_free(&m);
+    /* With it: GET renewalInfo/<id> (no JWS), the window and Retry-After. */
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    expect_request(&a, "GET", "https://ca.test/ari/" ARI_ID);
+    assert_null(a.request.body);
+    respond_full(&m, 0, 200, NULL, NULL, "21600",
+                 "{\"suggestedWindow\":{\"start\":\"2025-01-02T04:00:00Z\",\"end\":\"2025-01-03T04:00:00.5+01:00\"},"
+                 "\"explanationURL\":\"https://ca.test/why\"}",
+                 &a);
+    assert_int_equal(a.kind, ACME_ACT_DONE);
+    assert_int_equal(acme_renewal_window(&m, &start, &end, &retry), 0);
+    assert_int_equal(start, 1735790400);
+    assert_int_equal(end, 1735790400 + 86400 - 3600);
+    assert_int_equal(retry, 21600000);
+    acme_free(&m);
+    /* A window that is not one. */
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    respond(&m, 200, NULL, "{\"suggestedWindow\":{\"start\":\"2025-01-03T00:00:00Z\",\"end\":\"2025-01-02T00:00:00Z\"}}",
+            &a);
+    assert_int_equal(a.kind, ACME_ACT_FAILED);
+    assert_string_equal(acme_failure(&m), "renewalInfo: no usable suggestedWindow");
+    acme_free(&m);
+    /* RFC 3339 edge cases. */
+    time_t t;
+    assert_int_equal(acme_rfc3339("1970-01-01T00:00:10Z", &t), 0);
+    assert_int_equal(t, 10);
+    assert_int_equal(acme_rfc3339("1970-01-01T01:00:00-01:00", &t), 0);
+    assert_int_equal(t, 7200);
+    assert_int_equal(acme_rfc3339("1970-01-01 00:00:10Z", &t), -1);
+    assert_int_equal(acme_rfc3339("1970-01-01T00:00:10", &t), -1);
+    assert_int_equal(acme_rfc3339("1970-01-01T00:00:10Zjunk", &t), -1);
+    assert_int_equal(acme_rfc3339(NULL, &t), -1);
+    /* base64url decoding: canonical text only. */
+    buf_t b;
+    buf_init(&b, 0);
+    assert_int_equal(acme_b64url_decode("-_8", 3, &b), 0);
+    assert_int_equal(b.len, 2);
+    assert_memory_equal(b.data, "\xfb\xff", 2);
+    assert_int_equal(acme_b64url_decode("-_9", 3, &b), -1);
+    assert_int_equal(acme_b64url_decode("a+b/", 4, &b), -1);
+    assert_int_equal(acme_b64url_decode("abcde", 5, &b), -1);
+    buf_free(&b);
+}
+
 int main(void) {
     account_key = acme_key_new_p256();
     const struct CMUnitTest tests[] = {
@@ -576,6 +831,10 @@ int main(void) {
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_deadline_and_misuse),
         cmocka_unit_test(test_crypto_and_times),
+        cmocka_unit_test(test_external_account_binding),
+        cmocka_unit_test(test_revoke),
+        cmocka_unit_test(test_key_change),
+        cmocka_unit_test(test_renewal_info),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     EVP_PKEY_free(account_key);
