@@ -1,87 +1,24 @@
 #include "config.h"
 
+#include "../common/ini_file.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <libgen.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct parse_state {
     config_t *cfg;
-    FILE *file;
-    int line;          /* line being parsed: counted by read_line() */
-    char *err;
-    size_t err_len;
-    bool failed;
-    int fail_line;
-    char *line_buf; /* the current line, read whole */
-    size_t line_cap;
-    char *long_value; /* see read_line() */
+    ini_file_t *ini; /* the file being read: its line, its first error */
     int tls_listen_line;
 } parse_state_t;
 
-/* Records the first error only (Debian's inih goes on after one). */
-__attribute__((format(printf, 2, 3))) static int failf(parse_state_t *st, const char *fmt, ...) {
-    if (st->failed)
-        return 0;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    snprintf(st->err, st->err_len, "%s:%d: %s", st->cfg->path, st->line, msg);
-    st->failed = true;
-    st->fail_line = st->line;
-    return 0; /* stops inih */
-}
-
-/* inih calls this for each line; counting here gives every option its line.
- *
- * Debian's inih is built with 200-byte lines and would parse the rest of a
- * longer line as a line of its own. So lines are read whole here: a long
- * comment becomes an empty line, and a long "name = value" reaches inih as
- * "name = <marker>" while the value waits in st->long_value for on_option(). */
-#define LONG_VALUE_MARKER "\x01"
-
-static char *read_line(char *str, int num, void *stream) {
-    parse_state_t *st = stream;
-    if (st->failed)
-        return NULL; /* stop at the first error */
-    ssize_t len = getline(&st->line_buf, &st->line_cap, st->file);
-    if (len < 0)
-        return NULL;
-    st->line++;
-    char *line = st->line_buf;
-    if (len < num - 1) {
-        memcpy(str, line, (size_t)len + 1);
-        return str;
-    }
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
-        line[--len] = '\0';
-    const char *start = line + strspn(line, " \t");
-    if (*start == ';' || *start == '#') {
-        snprintf(str, (size_t)num, "\n");
-        return str;
-    }
-    char *eq = strchr(line, '=');
-    if (!eq || eq - line > 64 || *start == '[') {
-        failf(st, "line too long");
-        return NULL;
-    }
-    char *value = eq + 1 + strspn(eq + 1, " \t");
-    char *comment = strstr(value, " ;");
-    if (comment)
-        *comment = '\0';
-    free(st->long_value);
-    st->long_value = strdup(value);
-    snprintf(str, (size_t)num, "%.*s= %s\n", (int)(eq - line), line, LONG_VALUE_MARKER);
-    return str;
-}
+/* Records the first error, at the line being parsed; returns 0 (stops inih). */
+#define failf(st, ...) ini_fail((st)->ini, __VA_ARGS__)
 
 static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
     if (!*v || *v == '-' || *v == '+')
@@ -150,7 +87,7 @@ static int add_listen(parse_state_t *st, listen_addr_t *list, size_t *count, con
     if (strlen(value) >= sizeof l->text || config_parse_address(value, &l->addr) != 0)
         return failf(st, "bad address \"%s\" (want 127.0.0.1:8080 or [::1]:8080)", value);
     snprintf(l->text, sizeof l->text, "%s", value);
-    l->line = st->line;
+    l->line = st->ini->line;
     (*count)++;
     return 1;
 }
@@ -252,7 +189,7 @@ static int add_receiver(parse_state_t *st, const char *value) {
     if (!(r->psk_file = strdup(path)))
         return failf(st, "out of memory");
     snprintf(r->name, sizeof r->name, "%s", name);
-    r->line = st->line;
+    r->line = st->ini->line;
     cfg->kvpsend_receiver_count++;
     return 1;
 }
@@ -292,13 +229,12 @@ static const num_option_t num_options[] = {
     NUM("acme", "renew_before_ms", 1, 10ull * 366 * 86400 * 1000, acme_renew_before_ms),
 };
 
-static int on_option(void *user, const char *section, const char *name, const char *value) {
+static int on_option(ini_file_t *f, void *user, const char *section, const char *name, const char *value) {
     parse_state_t *st = user;
+    st->ini = f;
     config_t *cfg = st->cfg;
     if (!name)
         return 1; /* a section header alone */
-    if (strcmp(value, LONG_VALUE_MARKER) == 0 && st->long_value)
-        value = st->long_value;
     if (strcmp(section, "kvpsend") == 0)
         cfg->kvpsend = true;
     if (strcmp(section, "acme") == 0)
@@ -326,7 +262,7 @@ static int on_option(void *user, const char *section, const char *name, const ch
             return add_listen(st, cfg->public_listen, &cfg->public_listen_count, value);
         if (strcmp(name, "tls_listen") == 0) {
             if (!st->tls_listen_line)
-                st->tls_listen_line = st->line;
+                st->tls_listen_line = st->ini->line;
             return add_listen(st, cfg->tls_listen, &cfg->tls_listen_count, value);
         }
         if (strcmp(name, "proxy_protocol_from") == 0)
@@ -526,43 +462,32 @@ static int check_acme(config_t *cfg, const char *path, char *err, size_t err_len
 int config_load(config_t *cfg, const char *path, char *err, size_t err_len) {
     set_defaults(cfg);
     cfg->path = strdup(path);
-    FILE *f = fopen(path, "r");
-    if (!cfg->path || !f) {
-        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-        if (f)
-            fclose(f);
+    if (!cfg->path) {
+        snprintf(err, err_len, "out of memory");
         config_free(cfg);
         return -1;
     }
-    parse_state_t st = {.cfg = cfg, .file = f, .err = err, .err_len = err_len};
-    int rc = ini_parse_stream(read_line, &st, on_option, &st);
-    fclose(f);
-    free(st.line_buf);
-    free(st.long_value);
-    /* rc is the first line inih found wrong, a syntax error or ours. */
-    if (rc > 0 && (!st.failed || rc < st.fail_line)) {
-        snprintf(err, err_len, "%s:%d: syntax error (want \"[section]\" or \"name = value\")", path, rc);
-        st.failed = true;
-    }
+    parse_state_t st = {.cfg = cfg};
+    bool failed = ini_file_parse(path, on_option, &st, err, err_len) != 0;
     cfg->http.max_output_bytes = cfg->write_queue_bytes < 65536 ? cfg->write_queue_bytes : 65536;
     /* Before the TLS check: [acme] may provide tls_cert and tls_key. */
-    if (!st.failed && check_installations(cfg, path, err, err_len) != 0)
-        st.failed = true;
-    if (!st.failed && check_acme(cfg, path, err, err_len) != 0)
-        st.failed = true;
-    if (!st.failed && cfg->tls_listen_count && (!cfg->tls_cert || !cfg->tls_key)) {
+    if (!failed && check_installations(cfg, path, err, err_len) != 0)
+        failed = true;
+    if (!failed && check_acme(cfg, path, err, err_len) != 0)
+        failed = true;
+    if (!failed && cfg->tls_listen_count && (!cfg->tls_cert || !cfg->tls_key)) {
         snprintf(err, err_len, "%s:%d: tls_listen needs tls_cert and tls_key in [public]", path, st.tls_listen_line);
-        st.failed = true;
+        failed = true;
     }
-    if (!st.failed && (cfg->hsm_module != NULL) != (cfg->hsm_token_label != NULL)) {
+    if (!failed && (cfg->hsm_module != NULL) != (cfg->hsm_token_label != NULL)) {
         snprintf(err, err_len, "%s: [hsm] needs both module and token_label", path);
-        st.failed = true;
+        failed = true;
     }
-    if (!st.failed && cfg->public_listen_count + cfg->tls_listen_count == 0) {
+    if (!failed && cfg->public_listen_count + cfg->tls_listen_count == 0) {
         snprintf(err, err_len, "%s: [public] needs at least one listen or tls_listen address", path);
-        st.failed = true;
+        failed = true;
     }
-    if (st.failed) {
+    if (failed) {
         config_free(cfg);
         return -1;
     }

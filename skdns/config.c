@@ -1,10 +1,10 @@
 #include "config.h"
 
+#include "../common/ini_file.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ini.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,73 +12,13 @@
 
 typedef struct parse_state {
     skdns_config_t *cfg;
-    FILE *file;
-    int line;
-    char *err;
-    size_t err_len;
-    bool failed;
-    char *line_buf;
-    size_t line_cap;
-    char *long_value;
+    ini_file_t *ini;  /* the file being read: its line, its first error */
     bool listen_set; /* the first listen line replaces the default */
     bool mname_set, rname_set;
 } parse_state_t;
 
-__attribute__((format(printf, 2, 3))) static int failf(parse_state_t *st, const char *fmt, ...) {
-    if (st->failed)
-        return 0;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (st->line)
-        snprintf(st->err, st->err_len, "%s:%d: %s", st->cfg->path, st->line, msg);
-    else
-        snprintf(st->err, st->err_len, "%s: %s", st->cfg->path, msg);
-    st->failed = true;
-    return 0;
-}
-
-/* Lines are read whole, as in server/config.c: Debian's inih cuts lines at
- * 200 bytes, so a longer "name = value" reaches inih as "name = <marker>"
- * and the value waits in st->long_value. */
-#define LONG_VALUE_MARKER "\x01"
-
-static char *read_line(char *str, int num, void *stream) {
-    parse_state_t *st = stream;
-    if (st->failed)
-        return NULL;
-    ssize_t len = getline(&st->line_buf, &st->line_cap, st->file);
-    if (len < 0)
-        return NULL;
-    st->line++;
-    char *line = st->line_buf;
-    if (len < num - 1) {
-        memcpy(str, line, (size_t)len + 1);
-        return str;
-    }
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
-        line[--len] = '\0';
-    const char *start = line + strspn(line, " \t");
-    if (*start == ';' || *start == '#') {
-        snprintf(str, (size_t)num, "\n");
-        return str;
-    }
-    char *eq = strchr(line, '=');
-    if (!eq || eq - line > 64 || *start == '[') {
-        failf(st, "line too long");
-        return NULL;
-    }
-    char *value = eq + 1 + strspn(eq + 1, " \t");
-    char *comment = strstr(value, " ;");
-    if (comment)
-        *comment = '\0';
-    free(st->long_value);
-    st->long_value = strdup(value);
-    snprintf(str, (size_t)num, "%.*s= %s\n", (int)(eq - line), line, LONG_VALUE_MARKER);
-    return str;
-}
+/* Records the first error, at the line being parsed; returns 0 (stops inih). */
+#define failf(st, ...) ini_fail((st)->ini, __VA_ARGS__)
 
 static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
     if (!*v || *v == '-' || *v == '+')
@@ -274,22 +214,21 @@ static int add_sender(parse_state_t *st, const char *value) {
             return failf(st, "sender: id %s is listed twice (line %d)", id, cfg->senders[i].line);
     skdns_sender_t *s = &cfg->senders[cfg->n_senders];
     s->id = (uint32_t)n;
-    s->line = st->line;
+    s->line = st->ini->line;
     if (!(s->psk_path = strdup(path)))
         return failf(st, "out of memory");
     cfg->n_senders++;
     return 1;
 }
 
-static int on_option(void *user, const char *section, const char *name, const char *value) {
+static int on_option(ini_file_t *f, void *user, const char *section, const char *name, const char *value) {
     parse_state_t *st = user;
+    st->ini = f;
     skdns_config_t *cfg = st->cfg;
     if (!name)
         return 1; /* a section header alone (inih built to report them) */
     if (strcmp(section, "dns") && strcmp(section, "kvpsync") && strcmp(section, "log"))
         return failf(st, "unknown section [%s]", section);
-    if (strcmp(value, LONG_VALUE_MARKER) == 0 && st->long_value)
-        value = st->long_value;
     for (size_t i = 0; i < sizeof num_options / sizeof num_options[0]; i++)
         if (strcmp(section, num_options[i].section) == 0 && strcmp(name, num_options[i].name) == 0)
             return set_number(st, &num_options[i], value);
@@ -350,7 +289,6 @@ static void set_defaults(skdns_config_t *cfg) {
 /* Defaults that depend on the zone, and checks across options. */
 static int finish(parse_state_t *st) {
     zone_config_t *z = &st->cfg->zone;
-    st->line = 0;
     if (z->n_ns == 0)
         return failf(st, "[dns] needs at least one \"ns = NAME [ADDRESS...]\"");
     if (!st->mname_set)
@@ -374,28 +312,20 @@ int skdns_config_load(skdns_config_t *cfg, const char *path, char *err, size_t e
     memset(cfg, 0, sizeof *cfg);
     set_defaults(cfg);
     cfg->path = strdup(path);
-    parse_state_t st = {.cfg = cfg, .err = err, .err_len = err_len};
+    parse_state_t st = {.cfg = cfg};
     if (!cfg->path) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    st.file = fopen(path, "r");
-    if (!st.file) {
-        snprintf(err, err_len, "%s: %s", path, strerror(errno));
-        skdns_config_free(cfg);
-        return -1;
-    }
-    int r = ini_parse_stream(read_line, &st, on_option, &st);
-    fclose(st.file);
-    free(st.line_buf);
-    free(st.long_value);
-    if (r > 0 && !st.failed) {
-        st.line = r;
-        failf(&st, "syntax error");
-    }
-    if (!st.failed)
+    bool failed = ini_file_parse(path, on_option, &st, err, err_len) != 0;
+    if (!failed) {
+        /* Checks across options: errors without a line. */
+        ini_file_t whole = {.path = path, .err = err, .err_len = err_len};
+        st.ini = &whole;
         finish(&st);
-    if (st.failed) {
+        failed = whole.failed;
+    }
+    if (failed) {
         skdns_config_free(cfg);
         return -1;
     }
