@@ -41,6 +41,26 @@ int acme_renewal_window(const acme_t *m, time_t *start, time_t *end, int64_t *re
     return 0;
 }
 
+static uint32_t random32(acme_t *m);
+
+void acme_renewal_plan(acme_t *m, time_t not_before, time_t not_after, time_t now, acme_renewal_plan_t *plan) {
+    time_t start, end;
+    int64_t retry_ms;
+    if (m->state == ACME_DONE && acme_renewal_window(m, &start, &end, &retry_ms) == 0) {
+        if (start != plan->start || end != plan->end || !plan->at)
+            plan->at = acme_renewal_pick(start, end, now, random32(m));
+        else if (plan->at < now)
+            plan->at = now;
+        plan->start = start;
+        plan->end = end;
+        plan->recheck_ms = acme_renewal_recheck_ms(retry_ms);
+        return;
+    }
+    plan->start = plan->end = 0;
+    plan->at = acme_renew_at(not_before, not_after);
+    plan->recheck_ms = m->state == ACME_DONE ? acme_renewal_recheck_ms(-1) : 3600 * 1000;
+}
+
 static void fail(acme_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(acme_t *m, const char *fmt, ...) {
     va_list ap;
@@ -167,6 +187,16 @@ static int order_payload(acme_t *m) {
     for (size_t i = 0; i < m->cfg.nnames; i++)
         json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", m->cfg.names[i]));
     json_t *o = json_pack("{s:o}", "identifiers", ids);
+    m->replaces_sent = false;
+    if (o && m->cfg.op == ACME_OP_ISSUE && m->cfg.cert_pem && m->renewal_info_url[0] && !m->replaces_dropped) {
+        buf_t id;
+        buf_init(&id, 0);
+        if (acme_ari_cert_id(m->cfg.cert_pem, m->cfg.cert_pem_len, &id) == 0) {
+            json_object_set_new(o, "replaces", json_string(id.data));
+            m->replaces_sent = true;
+        }
+        buf_free(&id);
+    }
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     int rc = text && strlen(text) < sizeof m->req.payload ? 0 : -1;
@@ -780,6 +810,15 @@ static void on_problem(acme_t *m, const acme_response_t *r, uint64_t now, time_t
     }
     if (m->state == ACME_FINALIZE && strcmp(t, "orderNotReady") == 0) {
         poll_later(m, r, now, wall);
+        json_decref(doc);
+        return;
+    }
+    if (m->state == ACME_ORDER_NEW && m->replaces_sent &&
+        (strcmp(t, "alreadyReplaced") == 0 || strcmp(t, "malformed") == 0)) {
+        /* RFC 9773 5: the CA does not take that certificate as replaced; a plain order */
+        progress(m, "newOrder: the CA refused \"replaces\" (%.32s); ordering without it", t);
+        m->replaces_dropped = true;
+        enter(m, ACME_ORDER_NEW);
         json_decref(doc);
         return;
     }

@@ -157,7 +157,9 @@ typedef struct acme_config {
     acme_op_t op;
     const char *eab_kid;         /* external account binding (RFC 8555 7.3.4) for newAccount, or NULL */
     const char *eab_hmac_key;    /* its MAC key, base64url */
-    const char *cert_pem;        /* REVOKE, RENEWAL_INFO: the certificate (PEM, the leaf first) */
+    const char *cert_pem;        /* REVOKE, RENEWAL_INFO: the certificate (PEM, the leaf first); ISSUE:
+                                    the one being renewed, or NULL (RFC 9773 "replaces" in newOrder
+                                    when the directory offers renewalInfo) */
     size_t cert_pem_len;
     int revoke_reason;           /* REVOKE: an RFC 5280 reason code (0..10) */
     EVP_PKEY *new_account_key;   /* KEY_CHANGE: the P-256 key to switch to; the caller keeps it alive */
@@ -216,11 +218,14 @@ typedef struct acme {
     char renewal_info_url[ACME_URL_MAX]; /* "" when the CA offers none */
     time_t window_start, window_end;     /* RENEWAL_INFO's answer; 0: none */
     int64_t window_retry_ms;             /* its Retry-After, -1: none */
+    bool replaces_sent;  /* the pending newOrder names the certificate it replaces */
+    bool replaces_dropped; /* the CA refused that: newOrder without it */
 } acme_t;
 
 /* Copies cfg (the strings and keys must outlive the machine). 0 or -1
  * (bad configuration: acme_failure() says why). */
 int acme_init(acme_t *m, const acme_config_t *cfg);
+/* Frees what the machine holds; its state, failure and renewal window stay readable. */
 void acme_free(acme_t *m);
 /* The one entry point: feed what happened (in may be NULL for NONE) at
  * now (ms, monotonic), get the next action. Pointers in *out stay valid
@@ -237,6 +242,20 @@ const char *acme_order_url(const acme_t *m);
  * (ms, -1: it did not say), or -1 when the CA offers no renewal
  * information. */
 int acme_renewal_window(const acme_t *m, time_t *start, time_t *end, int64_t *retry_ms);
+/* What to do with a certificate valid from not_before to not_after after
+ * an ACME_OP_RENEWAL_INFO machine ended (DONE or FAILED): renew at a
+ * uniformly random time in the CA's window (acme_renewal_pick() with the
+ * machine's random bits; the time of *plan is kept when the window is the
+ * one of *plan), or at two thirds of the lifetime when the CA offers no
+ * window or the query failed; ask again after recheck_ms (the answer's
+ * Retry-After, clamped; an hour after a failure). *plan: the last plan, or
+ * zeroes. */
+typedef struct acme_renewal_plan {
+    time_t start, end;  /* the CA's window; 0: none */
+    time_t at;          /* when to renew (wall clock) */
+    int64_t recheck_ms; /* when to ask the CA again, from now */
+} acme_renewal_plan_t;
+void acme_renewal_plan(acme_t *m, time_t not_before, time_t not_after, time_t now, acme_renewal_plan_t *plan);
 /* A line about the last step taken ("order https://... created"), or "". */
 const char *acme_progress(const acme_t *m);
 
@@ -249,6 +268,14 @@ int64_t acme_retry_after_ms(const char *value, time_t wall);
 /* When to renew a certificate valid from not_before to not_after: two
  * thirds into its lifetime (wall clock seconds). */
 time_t acme_renew_at(time_t not_before, time_t not_after);
+/* RFC 9773 4.2: a uniformly random time in the suggested window [start,
+ * end] from r (32 random bits); now when that time is already past. */
+time_t acme_renewal_pick(time_t start, time_t end, time_t now, uint32_t r);
+/* When to ask for the renewal information again after an answer with
+ * Retry-After retry_ms (-1: none): ACME_ARI_RECHECK_S by default, clamped
+ * to one minute .. one day (RFC 9773 4.3). In ms. */
+#define ACME_ARI_RECHECK_S (6 * 3600)
+int64_t acme_renewal_recheck_ms(int64_t retry_ms);
 /* An RFC 3339 date-time ("2025-01-02T04:00:00Z", fractions and offsets
  * allowed) as a wall clock time; 0 or -1. */
 int acme_rfc3339(const char *s, time_t *out);

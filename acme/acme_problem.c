@@ -112,6 +112,21 @@ time_t acme_renew_at(time_t not_before, time_t not_after) {
     return not_before + (not_after - not_before) / 3 * 2;
 }
 
+time_t acme_renewal_pick(time_t start, time_t end, time_t now, uint32_t r) {
+    time_t at = start;
+    if (end > start) /* r / 2^32 of the way, end included */
+        at = start + (time_t)(((uint64_t)(end - start) + 1) * r >> 32);
+    return at < now ? now : at;
+}
+
+int64_t acme_renewal_recheck_ms(int64_t retry_ms) {
+    if (retry_ms < 0)
+        return (int64_t)ACME_ARI_RECHECK_S * 1000;
+    if (retry_ms < 60 * 1000)
+        return 60 * 1000;
+    return retry_ms > 86400 * 1000 ? 86400 * 1000 : retry_ms;
+}
+
 int acme_rfc3339(const char *s, time_t *out) {
     struct tm tm = {0};
     const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;

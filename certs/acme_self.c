@@ -24,6 +24,7 @@
 #define BACKOFF_MAX_S 3600
 #define SLEEP_MAX_MS (3600 * 1000) /* long sleeps are re-checked against the wall clock */
 #define ATTEMPT_TIMEOUT_MS (300 * 1000)
+#define CHECK_TIMEOUT_MS (60 * 1000) /* renewalInfo */
 
 /* The service's states, for /metrics. */
 static const char *const STATES[] = {"starting", "valid", "ordering", "backoff", NULL};
@@ -342,6 +343,10 @@ static void work_load(acme_job_t *j) {
     buf_init(&b, 0);
     if (read_file(cfg->tls_cert, &b) == 0)
         j->have_cert = cert_info(cfg, b.data, b.len, &j->not_before, &j->not_after, &j->covers) == 0;
+    if (j->have_cert && (j->chain = malloc(b.len + 1))) { /* for renewalInfo and "replaces" */
+        memcpy(j->chain, b.data, b.len + 1);
+        j->chain_len = b.len;
+    }
     buf_free(&b);
 }
 
@@ -466,6 +471,14 @@ static void attempt_over(acme_self_t *as, const char *failure) {
     schedule(as);
 }
 
+/* The served certificate's PEM (the machine's cert_pem), taken over from a job. */
+static void keep_cert(acme_self_t *as, acme_job_t *j) {
+    free(as->cert_pem);
+    as->cert_pem = j->chain;
+    as->cert_pem_len = j->chain_len;
+    j->chain = NULL;
+}
+
 static void start_attempt(acme_self_t *as) {
     acme_config_t mc = {
         .directory_url = as->cfg->acme_directory,
@@ -473,11 +486,14 @@ static void start_attempt(acme_self_t *as) {
         .account_url = as->account_url[0] ? as->account_url : NULL,
         .order_url = as->order_url[0] ? as->order_url : NULL,
         .cert_key = as->order_key,
+        .cert_pem = as->cert_not_after ? as->cert_pem : NULL, /* replaced by the new one */
+        .cert_pem_len = as->cert_pem_len,
         .names = as->names,
         .nnames = as->cfg->acme_name_count,
         .contact = as->cfg->acme_contact,
         .timeout_ms = ATTEMPT_TIMEOUT_MS,
     };
+    as->checking = false;
     set_state(as, ST_ORDERING);
     if (acme_init(&as->m, &mc) < 0) {
         char why[sizeof as->m.failure];
@@ -492,30 +508,91 @@ static void start_attempt(acme_self_t *as) {
     feed(as, NULL);
 }
 
+static void set_renewal(acme_self_t *as, const acme_renewal_plan_t *plan);
+
+/* Asks the CA for its renewal window of the served certificate (RFC 9773);
+ * check_over() plans with the answer. */
+static void start_check(acme_self_t *as) {
+    acme_config_t mc = {
+        .op = ACME_OP_RENEWAL_INFO,
+        .directory_url = as->cfg->acme_directory,
+        .account_key = as->account_key,
+        .names = as->names,
+        .nnames = as->cfg->acme_name_count,
+        .cert_pem = as->cert_pem,
+        .cert_pem_len = as->cert_pem_len,
+        .timeout_ms = CHECK_TIMEOUT_MS,
+    };
+    as->check_at_ms = 0;
+    if (acme_init(&as->m, &mc) < 0) { /* a certificate renewalInfo cannot name: two thirds, no more checks */
+        log_info("acme: no renewal window for this certificate (%s)", acme_failure(&as->m));
+        acme_free(&as->m);
+        schedule(as);
+        return;
+    }
+    as->running = as->checking = true;
+    feed(as, NULL);
+}
+
+static void check_over(acme_self_t *as) {
+    acme_renewal_plan(&as->m, (time_t)as->cert_not_before, (time_t)as->cert_not_after, time(NULL), &as->plan);
+    if (acme_state(&as->m) == ACME_FAILED)
+        log_warn("acme: renewalInfo: %s; renewing two thirds into the lifetime", acme_failure(&as->m));
+    acme_free(&as->m);
+    as->running = as->checking = false;
+    as->check_at_ms = wall_ms() + as->plan.recheck_ms;
+    set_renewal(as, &as->plan);
+    schedule(as);
+}
+
 static void on_sleep(uv_timer_t *t) {
     acme_self_t *as = t->data;
     schedule(as);
 }
 
-/* Sleeps until renew_at_ms (in steps of at most an hour: the wall clock may jump), then starts. */
+/* Sleeps until the CA is to be asked for its renewal window (check_at_ms)
+ * or renew_at_ms, whichever comes first (in steps of at most an hour: the
+ * wall clock may jump), then asks or starts. */
 static void schedule(acme_self_t *as) {
-    int64_t left = as->renew_at_ms - wall_ms();
-    if (left <= 0) {
+    int64_t now = wall_ms();
+    if (as->check_at_ms && as->check_at_ms <= now && as->failures == 0) {
+        start_check(as);
+        return;
+    }
+    int64_t left = as->renew_at_ms - now;
+    if (as->check_at_ms && as->failures == 0 && as->check_at_ms - now < left)
+        left = as->check_at_ms - now;
+    else if (left <= 0) {
         start_attempt(as);
         return;
     }
     uv_timer_start(&as->timer, on_sleep, (uint64_t)(left > SLEEP_MAX_MS ? SLEEP_MAX_MS : left), 0);
 }
 
-/* The renewal time of a certificate valid from nb to na (Unix seconds). */
-static void set_renewal(acme_self_t *as, int64_t nb, int64_t na) {
-    int64_t at_ms = acme_renew_at((time_t)nb, (time_t)na) * (int64_t)1000;
-    uint64_t before = as->cfg->acme_renew_before_ms;
-    if (before && na * 1000 - (int64_t)before > nb * 1000)
-        at_ms = na * 1000 - (int64_t)before;
-    else if (before)
-        log_warn("acme: renew_before_ms is not below the certificate's lifetime: renewing at two thirds of it");
+/* The served certificate (valid from nb to na, Unix seconds): renewal two
+ * thirds into its lifetime for now, and the CA asked for its window next. */
+static void new_cert(acme_self_t *as, int64_t nb, int64_t na) {
+    as->cert_not_before = nb;
     as->cert_not_after = na;
+    as->plan = (acme_renewal_plan_t){0};
+    as->check_at_ms = wall_ms();
+    acme_renewal_plan_t fallback = {.at = acme_renew_at((time_t)nb, (time_t)na)};
+    set_renewal(as, &fallback);
+}
+
+/* The renewal time from plan (the CA's window, or two thirds into the
+ * lifetime); renew_before_ms replaces the latter and may bring the former
+ * forward. */
+static void set_renewal(acme_self_t *as, const acme_renewal_plan_t *plan) {
+    int64_t nb = as->cert_not_before, na = as->cert_not_after;
+    int64_t at_ms = (int64_t)plan->at * 1000;
+    uint64_t before = as->cfg->acme_renew_before_ms;
+    if (before && na * 1000 - (int64_t)before > nb * 1000) {
+        if (!plan->start || na * 1000 - (int64_t)before < at_ms)
+            at_ms = na * 1000 - (int64_t)before;
+    } else if (before) {
+        log_warn("acme: renew_before_ms is not below the certificate's lifetime: renewing at two thirds of it");
+    }
     as->renew_at_ms = at_ms;
     as->server->metrics.acme.next_renewal = at_ms / 1000;
     set_state(as, ST_VALID);
@@ -524,7 +601,8 @@ static void set_renewal(acme_self_t *as, int64_t nb, int64_t na) {
     struct tm tm_na, tm_at;
     strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t_na, &tm_na));
     strftime(renew, sizeof renew, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t_at, &tm_at));
-    log_info("acme: certificate valid until %s; renewal at %s (%lld)", until, renew, (long long)(at_ms / 1000));
+    log_info("acme: certificate valid until %s; renewal at %s (%lld)%s", until, renew, (long long)(at_ms / 1000),
+             plan->start ? ", in the CA's window" : "");
 }
 
 /* ---- dns-01 values: store, then kvpsend, then wait until served ---- */
@@ -615,7 +693,8 @@ static void loaded(acme_self_t *as, acme_job_t *j) {
     if (as->order_url[0])
         log_info("acme: resuming order %s", as->order_url);
     if (j->have_cert && j->covers) {
-        set_renewal(as, j->not_before, j->not_after);
+        keep_cert(as, j);
+        new_cert(as, j->not_before, j->not_after);
     } else {
         log_info("acme: %s does not hold a certificate for every name in [acme] names yet", as->cfg->tls_cert);
         as->renew_at_ms = 0;
@@ -667,6 +746,9 @@ static void job_done(int status, void *arg) {
             break;
         }
         case JOB_STATE:
+            if (as->saved_line[0]) /* the step it records is durable now */
+                log_info("acme: %s", as->saved_line);
+            as->saved_line[0] = '\0';
             feed(as, NULL);
             break;
         case JOB_CERT:
@@ -676,7 +758,8 @@ static void job_done(int status, void *arg) {
             log_info("acme: certificate written to %s, key to %s; swapping the TLS context", as->cfg->tls_cert,
                      as->cfg->tls_key);
             server_reload_tls(as->server); /* new handshakes get it; open connections keep theirs */
-            set_renewal(as, j->not_before, j->not_after);
+            keep_cert(as, j);
+            new_cert(as, j->not_before, j->not_after);
             feed(as, NULL);
             break;
         }
@@ -756,7 +839,9 @@ static void feed(acme_self_t *as, const acme_input_t *in) {
         return;
     acme_action_t a;
     acme_advance(&as->m, in, uv_now(as->server->loop), &a);
-    if (acme_progress(&as->m)[0])
+    if (a.kind == ACME_ACT_SAVE_ACCOUNT || a.kind == ACME_ACT_SAVE_ORDER) /* logged once saved */
+        snprintf(as->saved_line, sizeof as->saved_line, "%s", acme_progress(&as->m));
+    else if (acme_progress(&as->m)[0])
         log_info("acme: %s", acme_progress(&as->m));
     int rc = 0;
     switch (a.kind) {
@@ -797,10 +882,18 @@ static void feed(acme_self_t *as, const acme_input_t *in) {
         rc = cert_job(as, &a);
         break;
     case ACME_ACT_DONE:
+        if (as->checking) {
+            check_over(as);
+            break;
+        }
         log_info("acme: done");
         attempt_over(as, NULL);
         break;
     case ACME_ACT_FAILED: {
+        if (as->checking) {
+            check_over(as);
+            break;
+        }
         char why[sizeof as->m.failure];
         snprintf(why, sizeof why, "%s", acme_failure(&as->m));
         attempt_over(as, why);
@@ -865,6 +958,7 @@ void acme_self_close(acme_self_t *as) {
 }
 
 void acme_self_free(acme_self_t *as) {
+    free(as->cert_pem);
     EVP_PKEY_free(as->account_key);
     EVP_PKEY_free(as->order_key);
     memset(as, 0, sizeof *as);

@@ -9,8 +9,10 @@
  * them. Key generation and every file write run on the worker pool; the
  * certificate and key are written atomically to [public] tls_cert/tls_key
  * and the listener's TLS context is swapped (server_reload_tls(): open
- * connections keep the old one). Then it sleeps until renewal (two thirds
- * of the lifetime, or renew_before_ms before expiry); a failed attempt is
+ * connections keep the old one). Then it sleeps until renewal: a random
+ * time in the CA's renewal window (RFC 9773; asked again as its Retry-After
+ * says), else two thirds of the lifetime or renew_before_ms before expiry
+ * (which also caps the CA's time); a failed attempt is
  * logged with the machine's one-line message and retried with backoff,
  * resuming its order. State and the next renewal in /metrics (skd_acme_*). */
 #ifndef SKD_ACME_SELF_H
@@ -50,8 +52,14 @@ typedef struct acme_self {
     struct acme_self_slot slots[ACME_MAX_NAMES];
     size_t nwaiting;
     uint64_t publish_deadline;
-    int64_t cert_not_after; /* the served certificate's, Unix seconds; 0: none */
+    int64_t cert_not_before, cert_not_after; /* the served certificate's, Unix seconds; 0: none */
+    char *cert_pem;         /* the served certificate, or NULL */
+    size_t cert_pem_len;
+    bool checking;          /* m asks for the CA's renewal window */
+    acme_renewal_plan_t plan;
+    int64_t check_at_ms;    /* when to ask for it (wall clock); 0: not to */
     int64_t renew_at_ms;    /* wall clock */
+    char saved_line[sizeof ((acme_t *)0)->progress]; /* a step's line, logged once its SAVE_* is done */
     unsigned failures;      /* in a row */
 } acme_self_t;
 

@@ -282,6 +282,8 @@ static int issue(const char *dir, const char *directory, const char *ca_bundle, 
     const char *names[ACME_MAX_NAMES];
     char name_buf[ACME_MAX_NAMES][256];
     EVP_PKEY *account_key = NULL, *order_key = NULL;
+    buf_t current; /* the certificate being renewed */
+    buf_init(&current, 0);
     int result = 1;
     if (!s)
         return 1;
@@ -308,6 +310,8 @@ static int issue(const char *dir, const char *directory, const char *ca_bundle, 
     if (!s->state || !saved_dir || strcmp(saved_dir, directory) != 0) { /* another CA: start afresh */
         json_decref(s->state);
         s->state = json_object();
+    } else if (cert_read_file(dir, "cert.pem", &current) < 0) { /* this CA's: the new one replaces it */
+        buf_free(&current);
     }
     json_t *jnames = json_array();
     for (size_t i = 0; i <= nalso; i++)
@@ -350,6 +354,8 @@ static int issue(const char *dir, const char *directory, const char *ca_bundle, 
         .account_url = json_string_value(json_object_get(s->state, "account")),
         .order_url = order,
         .cert_key = order_key,
+        .cert_pem = current.len ? current.data : NULL,
+        .cert_pem_len = current.len,
         .names = names,
         .nnames = nalso + 1,
         .timeout_ms = (uint64_t)timeout_s * 1000,
@@ -361,6 +367,7 @@ out:
     json_decref(s->state);
     EVP_PKEY_free(account_key);
     EVP_PKEY_free(order_key);
+    buf_free(&current);
     free(s);
     return result;
 }
@@ -433,19 +440,91 @@ int sk_cert_issue(int argc, char **argv) {
     return issue(dir, directory, ca, also, nalso, timeout, eab_kid, eab_key);
 }
 
-/* When DIR/cert.pem is due for renewal (0: now, no usable certificate). */
-static time_t renew_time(const char *dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/cert.pem", dir);
-    FILE *f = fopen(path, "r");
-    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    if (f)
-        fclose(f);
-    time_t at = 0;
-    struct tm nb, na;
-    if (x && ASN1_TIME_to_tm(X509_get0_notBefore(x), &nb) == 1 && ASN1_TIME_to_tm(X509_get0_notAfter(x), &na) == 1)
-        at = acme_renew_at(timegm(&nb), timegm(&na));
+/* Asks the CA of st for its renewal window of pem (RFC 9773) and plans
+ * the renewal of that certificate (valid nb..na) into *plan. */
+static void ask_renewal_info(const char *dir, json_t *st, const buf_t *pem, time_t nb, time_t na,
+                             acme_renewal_plan_t *plan) {
+    const char *name = "-";
+    EVP_PKEY *key = cert_read_key(dir, "account-key.pem"); /* signs nothing; the machine wants one */
+    issue_t *s = key ? calloc(1, sizeof *s) : NULL;
+    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO,
+                         .directory_url = json_string_value(json_object_get(st, "directory")),
+                         .account_key = key,
+                         .names = &name,
+                         .nnames = 1,
+                         .cert_pem = pem->data,
+                         .cert_pem_len = pem->len,
+                         .timeout_ms = 60000};
+    if (!s) {
+        plan->start = plan->end = 0;
+        plan->at = acme_renew_at(nb, na);
+        plan->recheck_ms = 0;
+        EVP_PKEY_free(key);
+        return;
+    }
+    s->dir = dir;
+    run_machine(s, &cfg, json_string_value(json_object_get(st, "ca_bundle")));
+    acme_renewal_plan(&s->m, nb, na, time(NULL), plan);
+    char at[32];
+    struct tm tm;
+    strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&plan->at, &tm));
+    if (plan->start)
+        say(stdout, "renewal at %s, in the CA's window (renewalInfo)", at);
+    else if (acme_state(&s->m) == ACME_DONE)
+        say(stdout, "the CA offers no renewal window: renewal at %s, two thirds into the lifetime", at);
+    else
+        say(stdout, "no renewal window (%s): renewal at %s, two thirds into the lifetime", acme_failure(&s->m), at);
+    free(s);
+    EVP_PKEY_free(key);
+}
+
+/* When DIR/cert.pem is due for renewal (0: now, no usable certificate): in
+ * the CA's renewal window, else two thirds into its lifetime. The plan is
+ * kept in acme.json ("renewal", for that certificate) until the CA may be
+ * asked again (its Retry-After): *check (0: whenever). */
+static time_t renew_time(const char *dir, json_t *st, time_t *check) {
+    buf_t pem, id;
+    buf_init(&pem, 0);
+    buf_init(&id, 0);
+    BIO *bio = cert_read_file(dir, "cert.pem", &pem) == 0 ? BIO_new_mem_buf(pem.data, (int)pem.len) : NULL;
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    time_t at = 0, now = time(NULL);
+    struct tm tb, ta;
+    *check = 0;
+    if (x && ASN1_TIME_to_tm(X509_get0_notBefore(x), &tb) == 1 && ASN1_TIME_to_tm(X509_get0_notAfter(x), &ta) == 1) {
+        time_t nb = timegm(&tb), na = timegm(&ta);
+        json_t *saved = json_object_get(st, "renewal");
+        const char *saved_cert = json_string_value(json_object_get(saved, "cert"));
+        acme_renewal_plan_t plan = {0};
+        if (acme_ari_cert_id(pem.data, pem.len, &id) < 0) {
+            at = acme_renew_at(nb, na); /* a certificate the CA's renewalInfo cannot name */
+        } else if (saved_cert && strcmp(saved_cert, id.data) == 0 &&
+                   now < (*check = (time_t)json_integer_value(json_object_get(saved, "check")))) {
+            at = (time_t)json_integer_value(json_object_get(saved, "at"));
+        } else {
+            if (saved_cert && strcmp(saved_cert, id.data) == 0) {
+                plan.start = (time_t)json_integer_value(json_object_get(saved, "start"));
+                plan.end = (time_t)json_integer_value(json_object_get(saved, "end"));
+                plan.at = (time_t)json_integer_value(json_object_get(saved, "at"));
+            }
+            ask_renewal_info(dir, st, &pem, nb, na, &plan);
+            at = plan.at;
+            *check = now + (time_t)(plan.recheck_ms / 1000);
+            if (plan.recheck_ms > 0) {
+                json_object_set_new(st, "renewal",
+                                    json_pack("{s:s, s:I, s:I, s:I, s:I}", "cert", id.data, "start",
+                                              (json_int_t)plan.start, "end", (json_int_t)plan.end, "at",
+                                              (json_int_t)plan.at, "check",
+                                              (json_int_t)(now + plan.recheck_ms / 1000)));
+                if (cert_write_json(dir, "acme.json", st) < 0)
+                    say(stderr, "warning: cannot write %s/acme.json", dir);
+            }
+        }
+    }
     X509_free(x);
+    buf_free(&pem);
+    buf_free(&id);
     return at;
 }
 
@@ -463,8 +542,9 @@ static void nap(time_t seconds) {
 
 static void usage_renew(FILE *f) {
     fprintf(f, "Usage: sk cert renew --state DIR [--daemon]\n"
-               "Renews DIR/cert.pem with the CA of the last sk cert issue once two thirds of its\n"
-               "lifetime have passed; --daemon: keep doing so.\n");
+               "Renews DIR/cert.pem with the CA of the last sk cert issue at a random time in the\n"
+               "CA's renewal window (RFC 9773 renewalInfo), or once two thirds of its lifetime\n"
+               "have passed when the CA offers none; --daemon: keep doing so.\n");
 }
 
 int sk_cert_renew(int argc, char **argv) {
@@ -505,7 +585,7 @@ int sk_cert_renew(int argc, char **argv) {
             say(stderr, "%s/acme.json names no CA: run sk cert issue first", dir);
             return 1;
         }
-        time_t at = renew_time(dir), now = time(NULL);
+        time_t check, at = renew_time(dir, st, &check), now = time(NULL);
         if (at > now) {
             char when[64];
             strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&at));
@@ -513,7 +593,8 @@ int sk_cert_renew(int argc, char **argv) {
             json_decref(st);
             if (!daemon)
                 return 0;
-            nap(at - now > 3600 ? 3600 : at - now);
+            time_t wake = check > now && check < at ? check : at; /* the CA's window may move */
+            nap(wake - now > 3600 ? 3600 : wake - now);
             continue;
         }
         char *also[ACME_MAX_NAMES];
@@ -648,11 +729,9 @@ int sk_cert_rollover(int argc, char **argv) {
     EVP_PKEY_free(key);
     if (rc != 0)
         return rc;
-    char from[4096], to[4096];
-    snprintf(from, sizeof from, "%s/account-key.new.pem", dir);
-    snprintf(to, sizeof to, "%s/account-key.pem", dir);
-    if (rename(from, to) < 0) {
-        say(stderr, "the CA took the new key, but renaming %s failed: rename it to account-key.pem", from);
+    if (cert_rename(dir, "account-key.new.pem", "account-key.pem") < 0) {
+        say(stderr, "the CA took the new key, but renaming %s/account-key.new.pem failed: rename it to account-key.pem",
+            dir);
         return 1;
     }
     say(stdout, "account key replaced");

@@ -10,6 +10,14 @@
 
 #include "../acme/acme_crypto.h"
 
+static void fsync_dir(const char *dir) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
 int cert_write_atomic(const char *dir, const char *name, const void *data, size_t len, int mode) {
     char tmp[4096], path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -39,11 +47,17 @@ int cert_write_atomic(const char *dir, const char *name, const void *data, size_
         unlink(tmp);
         return -1;
     }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    fsync_dir(dir);
+    return 0;
+}
+
+int cert_rename(const char *dir, const char *from, const char *to) {
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/%s", dir, from);
+    snprintf(b, sizeof b, "%s/%s", dir, to);
+    if (rename(a, b) < 0)
+        return -1;
+    fsync_dir(dir);
     return 0;
 }
 
@@ -169,14 +183,6 @@ static unsigned long adopt_plain_files(const char *dir) {
     if (mkdir(gdir, 0700) < 0 || link(cert, gcert) < 0 || link(key, gkey) < 0 || symlink_atomic(dir, "live", gen) < 0)
         return 0;
     return g;
-}
-
-static void fsync_dir(const char *dir) {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
 }
 
 int cert_write_pair(const char *dir, const char *chain, size_t chain_len, EVP_PKEY *key) {

@@ -25,6 +25,8 @@
 #include "../common/buf.h"
 
 int cert_write_atomic(const char *dir, const char *name, const void *data, size_t len, int mode);
+/* Renames DIR/from to DIR/to and makes that durable (fsync of DIR). */
+int cert_rename(const char *dir, const char *from, const char *to);
 /* Reads DIR/name whole (at most 1 MiB) into out; -1 if missing or too large. */
 int cert_read_file(const char *dir, const char *name, buf_t *out);
 /* A private key from DIR/name, or NULL. */

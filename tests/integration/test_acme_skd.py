@@ -9,6 +9,10 @@ our skdns, fed by skd's kvpsend:
   working on its old session after it;
 - /metrics shows skd_acme_state, the next renewal and the counters; the
   state directory holds the account key (0600) and acme.json;
+- restarted while its certificate is valid, skd serves that certificate at
+  once (same serial) and plans the renewal without ordering (log, /metrics);
+- killed (SIGKILL) right after logging that its order was created, then
+  restarted, skd resumes that order (same URL) and ends with a certificate;
 - skd refuses to start on a bad [acme] section, with a clear message."""
 
 import http.client
@@ -44,7 +48,7 @@ def make_tls_cert(directory):
 class Pebble:
     """pebble on free loopback ports, resolving through dns_port; short-lived certificates."""
 
-    def __init__(self, directory, dns_port):
+    def __init__(self, directory, dns_port, validity=VALIDITY_S):
         self.cert, self.key = make_tls_cert(directory)
         self.port, self.mgmt = free_port(), free_port()
         conf = os.path.join(directory, "pebble.json")
@@ -54,7 +58,7 @@ class Pebble:
                                   "certificate": self.cert, "privateKey": self.key,
                                   "httpPort": free_port(), "tlsPort": free_port(), "ocspResponderURL": "",
                                   "externalAccountBindingRequired": False,
-                                  "certificateValidityPeriod": VALIDITY_S}}, f)
+                                  "certificateValidityPeriod": validity}}, f)
         self.log_path = os.path.join(directory, "pebble.log")
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen([PEBBLE, "-config", conf, "-dnsserver", "127.0.0.1:%d" % dns_port,
@@ -182,6 +186,90 @@ class SkdAcme(unittest.TestCase):
         self.assertRegex(text, r'skd_acme_state\{state="(valid|ordering)"\} 1')
         self.assertIn('skd_acme_state{state="backoff"} 0', text)
         self.assertIn("skd_acme_failures_total 0", text)
+
+
+class SkdAcmeRestart(unittest.TestCase):
+    """Crash and restart, with hour-long certificates (no renewal due here)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cdir = tempfile.mkdtemp(prefix="skdacmerestart-")
+        try:
+            psk = psk_file(cls.cdir, "d1")
+            cls.dns = Skdns(cls.cdir, "d1", [(1, psk)])
+            cls.pebble = Pebble(cls.cdir, cls.dns.dns_port, validity=3600)
+        except BaseException:
+            shutil.rmtree(cls.cdir, True)
+            raise
+        cls.cert, cls.key = os.path.join(cls.cdir, "tls-cert.pem"), os.path.join(cls.cdir, "tls-key.pem")
+        cls.cfg = {"store": {"path": os.path.join(cls.cdir, "skd.db")},
+                   "installations": {"zone": ZONE, "longpoll_wait_ms": 5000},
+                   "kvpsend": {"sender_id": 1, "receiver": "d1 127.0.0.1:%d %s" % (cls.dns.kv_port, psk)},
+                   "acme": {"directory": cls.pebble.directory, "names": NAME, "ca_bundle": cls.pebble.cert}}
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.pebble.stop()
+            cls.dns.stop()
+        finally:
+            shutil.rmtree(cls.cdir, True)
+
+    def curl(self, srv):
+        return skdtest.curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", self.pebble.root,
+                            "--resolve", "%s:%d:127.0.0.1" % (NAME, srv.tls_port),
+                            "https://%s:%d/healthcheck" % (NAME, srv.tls_port))
+
+    def issued(self, srv, timeout=60):
+        self.assertTrue(wait_for(lambda: self.curl(srv).stdout == b"204", timeout),
+                        "%r\n%s" % (self.curl(srv), srv.log()[-4000:]))
+
+    def test_1_killed_mid_order_then_resumed(self):
+        with Server(SKD, self.cfg, tls=(self.cert, self.key)) as srv:
+            self.assertTrue(srv.wait_log(r"acme: order (\S+) created", 30), srv.log()[-4000:])
+            srv.kill()  # the line is logged once the order is saved: it must be resumed
+            url = re.search(r"acme: order (\S+) created", srv.log()).group(1)
+            with open(os.path.join(self.cdir, "acme", "acme.json")) as f:
+                self.assertEqual(json.load(f).get("order"), url)
+            mark = len(srv.log())
+            srv.restart()
+            self.issued(srv)
+            log = srv.log()
+            self.assertIn("acme: resuming order %s" % url, log[mark:])
+            # The same order goes on (resumed, ready or valid by now), no new one.
+            self.assertRegex(log[mark:], r"acme: order %s (resumed|ready|valid)" % re.escape(url))
+            self.assertEqual(len(re.findall(r"acme: order \S+ created", log)), 1, log[-4000:])
+            self.assertTrue(wait_for(lambda: srv.metrics().get("skd_acme_renewals_total") == 1, 10))
+            with open(os.path.join(self.cdir, "acme", "acme.json")) as f:
+                self.assertNotIn("order", json.load(f))
+
+    def test_2_restart_keeps_certificate(self):
+        with Server(SKD, self.cfg, tls=(self.cert, self.key)) as srv:
+            self.issued(srv)  # (test_1 left one; else it is issued now)
+            first = serial(srv.tls_port)
+            self.assertIsNotNone(first)
+            srv.stop()
+            mark = len(srv.log())
+            srv.restart()
+            # At once: the listener came up on the saved certificate.
+            self.assertEqual(serial(srv.tls_port), first)
+            self.assertEqual(self.curl(srv).stdout, b"204")
+            # The renewal is planned: pebble 2.4 has no renewalInfo, so two thirds of the hour.
+            self.assertTrue(srv.wait_log(r"the CA offers no renewal information", 15), srv.log()[mark:])
+            log = srv.log()[mark:]
+            m = re.search(r"acme: certificate valid until \S+; renewal at \S+ \((\d+)\)", log)
+            self.assertIsNotNone(m, log)
+            metrics = srv.metrics()
+            self.assertEqual(metrics.get("skd_acme_next_renewal_seconds"), int(m.group(1)))
+            self.assertTrue(time.time() + 1800 < int(m.group(1)) < time.time() + 3600, m.group(1))
+            self.assertEqual(metrics.get("skd_acme_renewals_total"), 0)
+            self.assertEqual(metrics.get("skd_acme_failures_total"), 0)
+            text = srv.request("GET", "/metrics", port=srv.admin_port).body.decode()
+            self.assertIn('skd_acme_state{state="valid"} 1', text)
+            time.sleep(1)
+            log = srv.log()[mark:]
+            self.assertNotRegex(log, r"acme: (renewing the|getting a) certificate|newOrder|order \S+ created")
+            self.assertEqual(serial(srv.tls_port), first)
 
 
 def start_fails(directory, sections):

@@ -820,6 +820,138 @@ static void test_renewal_info(void **state) {
     buf_free(&b);
 }
 
+static uint32_t half_random(void *arg) {
+    (void)arg;
+    return 0x80000000u; /* the middle of a window */
+}
+
+/* A RENEWAL_INFO machine against DIRECTORY_MORE (or DIRECTORY) ended by body (NULL: none needed). */
+static void renewal_info_run(acme_t *m, const char *directory, int status, const char *retry_after,
+                             const char *body) {
+    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO, .cert_pem = ARI_PEM, .cert_pem_len = sizeof ARI_PEM - 1};
+    acme_action_t a;
+    init_op(m, &cfg);
+    m->cfg.random = half_random;
+    acme_advance(m, NULL, 0, &a);
+    respond(m, 200, NULL, directory, &a);
+    if (body)
+        respond_full(m, 0, status, "n1", NULL, retry_after, body, &a);
+    assert_true(a.kind == ACME_ACT_DONE || a.kind == ACME_ACT_FAILED);
+    acme_free(m);
+}
+
+#define WINDOW(s, e) "{\"suggestedWindow\":{\"start\":\"" s "\",\"end\":\"" e "\"}}"
+
+static void test_renewal_plan(void **state) {
+    (void)state;
+    acme_t m;
+    /* The pick: uniform over [start, end] by r, never before now. */
+    assert_int_equal(acme_renewal_pick(1000, 2000, 0, 0), 1000);
+    assert_int_equal(acme_renewal_pick(1000, 2000, 0, 0x80000000u), 1500);
+    assert_int_equal(acme_renewal_pick(1000, 2000, 0, 0xffffffffu), 2000);
+    assert_int_equal(acme_renewal_pick(1000, 1000, 0, 0xffffffffu), 1000);
+    assert_int_equal(acme_renewal_pick(1000, 2000, 1600, 0x80000000u), 1600);
+    assert_int_equal(acme_renewal_pick(1000, 2000, 5000, 0), 5000);
+    assert_int_equal(acme_renewal_recheck_ms(-1), ACME_ARI_RECHECK_S * 1000);
+    assert_int_equal(acme_renewal_recheck_ms(5000), 60000);
+    assert_int_equal(acme_renewal_recheck_ms(7200000), 7200000);
+    assert_int_equal(acme_renewal_recheck_ms(90000000), 86400000);
+
+    const time_t nb = 1735689600, na = nb + 90 * 86400; /* 2025-01-01 + 90 days */
+    const time_t now = nb + 86400;
+    /* The CA's window (2025-03-01 .. 2025-03-03): its middle; Retry-After for the next check. */
+    acme_renewal_plan_t plan = {0};
+    renewal_info_run(&m, DIRECTORY_MORE, 200, "7200", WINDOW("2025-03-01T00:00:00Z", "2025-03-03T00:00:00Z"));
+    acme_renewal_plan(&m, nb, na, now, &plan);
+    assert_int_equal(plan.start, 1740787200);
+    assert_int_equal(plan.end, 1740787200 + 2 * 86400);
+    assert_int_equal(plan.at, 1740787200 + 86400);
+    assert_int_equal(plan.recheck_ms, 7200000);
+    /* Asked again, the same window: the time picked stays (another pick would bias it early). */
+    plan.at = 1740787200 + 600;
+    renewal_info_run(&m, DIRECTORY_MORE, 200, NULL, WINDOW("2025-03-01T00:00:00Z", "2025-03-03T00:00:00Z"));
+    acme_renewal_plan(&m, nb, na, now, &plan);
+    assert_int_equal(plan.at, 1740787200 + 600);
+    assert_int_equal(plan.recheck_ms, ACME_ARI_RECHECK_S * 1000);
+    /* A window moved into the past (the CA wants it replaced, e.g. a revocation ahead): now. */
+    renewal_info_run(&m, DIRECTORY_MORE, 200, "60", WINDOW("2025-01-01T12:00:00Z", "2025-01-01T18:00:00Z"));
+    acme_renewal_plan(&m, nb, na, now, &plan);
+    assert_int_equal(plan.at, now);
+    assert_int_equal(plan.start, 1735732800);
+    /* No renewalInfo in the directory (pebble 2.4): two thirds, asked again after the default. */
+    renewal_info_run(&m, DIRECTORY, 0, NULL, NULL);
+    acme_renewal_plan(&m, nb, na, now, &plan);
+    assert_int_equal(plan.start, 0);
+    assert_int_equal(plan.at, nb + 60 * 86400);
+    assert_int_equal(plan.recheck_ms, ACME_ARI_RECHECK_S * 1000);
+    /* The query failed (a problem document, a bad window): two thirds, asked again in an hour. */
+    plan = (acme_renewal_plan_t){0};
+    renewal_info_run(&m, DIRECTORY_MORE, 404, NULL, "{\"type\":\"urn:ietf:params:acme:error:malformed\"}");
+    assert_int_equal(acme_state(&m), ACME_FAILED);
+    acme_renewal_plan(&m, nb, na, now, &plan);
+    assert_int_equal(plan.at, nb + 60 * 86400);
+    assert_int_equal(plan.recheck_ms, 3600 * 1000);
+    renewal_info_run(&m, DIRECTORY_MORE, 200, "60", "{\"suggestedWindow\":{}}");
+    acme_renewal_plan(&m, nb, na, now, &plan);
+    assert_int_equal(plan.at, nb + 60 * 86400);
+    assert_int_equal(plan.start, 0);
+}
+
+/* newOrder of a renewal: "replaces" (RFC 9773 5) only when the directory offers renewalInfo. */
+static void order_replaces(acme_t *m, const char *directory, char *payload, size_t size) {
+    acme_config_t cfg = {.account_url = ACCT_URL, .cert_pem = ARI_PEM, .cert_pem_len = sizeof ARI_PEM - 1};
+    acme_action_t a;
+    init_op(m, &cfg);
+    acme_advance(m, NULL, 0, &a);
+    respond(m, 200, NULL, directory, &a);
+    expect_post(&a, "https://ca.test/order", ACCT_URL, payload, size);
+}
+
+static void test_replaces(void **state) {
+    (void)state;
+    acme_t m;
+    acme_action_t a;
+    char payload[4096];
+    order_replaces(&m, DIRECTORY, payload, sizeof payload);
+    json_t *p = json_loads(payload, 0, NULL);
+    assert_null(json_object_get(p, "replaces"));
+    json_decref(p);
+    acme_free(&m);
+
+    order_replaces(&m, DIRECTORY_MORE, payload, sizeof payload);
+    p = json_loads(payload, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(p, "replaces")), ARI_ID);
+    assert_non_null(json_object_get(p, "identifiers"));
+    json_decref(p);
+    /* badNonce: the same order again, still replacing. */
+    respond(&m, 400, NULL, "{\"type\":\"urn:ietf:params:acme:error:badNonce\"}", &a);
+    expect_post(&a, "https://ca.test/order", ACCT_URL, payload, sizeof payload);
+    p = json_loads(payload, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(p, "replaces")), ARI_ID);
+    json_decref(p);
+    /* Replaced already: once more without it; refused again: a failure. */
+    respond(&m, 409, NULL, "{\"type\":\"urn:ietf:params:acme:error:alreadyReplaced\",\"detail\":\"done\"}", &a);
+    expect_post(&a, "https://ca.test/order", ACCT_URL, payload, sizeof payload);
+    p = json_loads(payload, 0, NULL);
+    assert_null(json_object_get(p, "replaces"));
+    json_decref(p);
+    respond(&m, 409, NULL, "{\"type\":\"urn:ietf:params:acme:error:alreadyReplaced\",\"detail\":\"done\"}", &a);
+    assert_int_equal(a.kind, ACME_ACT_FAILED);
+    assert_string_equal(acme_failure(&m), "newOrder: HTTP 409 alreadyReplaced: done");
+    acme_free(&m);
+
+    /* A certificate without an authority key id cannot be named: a plain order. */
+    acme_config_t cfg = {.account_url = ACCT_URL, .cert_pem = "junk", .cert_pem_len = 4};
+    init_op(&m, &cfg);
+    acme_advance(&m, NULL, 0, &a);
+    respond(&m, 200, NULL, DIRECTORY_MORE, &a);
+    expect_post(&a, "https://ca.test/order", ACCT_URL, payload, sizeof payload);
+    p = json_loads(payload, 0, NULL);
+    assert_null(json_object_get(p, "replaces"));
+    json_decref(p);
+    acme_free(&m);
+}
+
 int main(void) {
     account_key = acme_key_new_p256();
     const struct CMUnitTest tests[] = {
@@ -835,6 +967,8 @@ int main(void) {
         cmocka_unit_test(test_revoke),
         cmocka_unit_test(test_key_change),
         cmocka_unit_test(test_renewal_info),
+        cmocka_unit_test(test_renewal_plan),
+        cmocka_unit_test(test_replaces),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     EVP_PKEY_free(account_key);
