@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 typedef struct acme_http_transfer {
@@ -274,4 +275,22 @@ void acme_http_close(acme_http_t *h) {
     uv_close((uv_handle_t *)&h->timer, NULL);
     free(h->ca_bundle);
     h->ca_bundle = NULL;
+}
+
+acme_input_t acme_http_input(int status, const acme_http_response_t *res, const char *error) {
+    acme_input_t in = {.kind = ACME_IN_TRANSPORT_ERROR, .error = error};
+    if (status == 0) {
+        in.kind = ACME_IN_RESPONSE;
+        in.response = (acme_response_t){
+            .status = (int)res->status,
+            .replay_nonce = res->replay_nonce[0] ? res->replay_nonce : NULL,
+            .location = res->location[0] ? res->location : NULL,
+            .retry_after = res->retry_after[0] ? res->retry_after : NULL,
+            .content_type = res->content_type[0] ? res->content_type : NULL,
+            .body = res->body.data,
+            .body_len = res->body.len,
+            .wall = time(NULL),
+        };
+    }
+    return in;
 }

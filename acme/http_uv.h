@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "../common/buf.h"
+#include "acme.h"
 
 #define ACME_HTTP_BODY_MAX (1024 * 1024)
 #define ACME_HTTP_HEADER_MAX 2048 /* a kept header's value */
@@ -56,6 +57,9 @@ typedef struct acme_http {
 int acme_http_init(acme_http_t *h, uv_loop_t *loop, const char *ca_bundle);
 /* Starts a request; cb runs exactly once unless acme_http_close comes first. */
 int acme_http_send(acme_http_t *h, const acme_http_request_t *req, acme_http_cb cb, void *arg);
+/* The machine's input for an answer given to an acme_http_cb: the response
+ * (pointing into res, valid during the callback) or the transport error. */
+acme_input_t acme_http_input(int status, const acme_http_response_t *res, const char *error);
 /* Drops the requests in flight (no callbacks) and closes the handles; the
  * loop must run once more to finish closing them. */
 void acme_http_close(acme_http_t *h);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/file.h"
 #include "../common/log.h"
 #include "certs_internal.h"
 
@@ -44,56 +45,8 @@ static void label_of(const char *name, char out[STORE_LABEL_SIZE]) {
 
 /* ---- files (worker threads) ---- */
 
-static int write_atomic(const char *path, const void *data, size_t len, int mode) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0)
-        return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        p += n;
-        left -= (size_t)n;
-    }
-    if (left || fsync(fd) < 0) {
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    if (close(fd) < 0 || rename(tmp, path) < 0) {
-        unlink(tmp);
-        return -1;
-    }
-    char *copy = strdup(path);
-    int dfd = copy ? open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    free(copy);
-    return 0;
-}
-
 static int read_file(const char *path, buf_t *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    char chunk[4096];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = out->len + n > ACME_BODY_MAX ? -1 : buf_append(out, chunk, n);
-    if (ferror(f))
-        rc = -1;
-    fclose(f);
-    return rc == 0 ? acme_buf_terminate(out) : -1;
+    return file_read(path, out, ACME_BODY_MAX);
 }
 
 static void state_path(const config_t *cfg, const char *name, char *out, size_t len) {
@@ -111,7 +64,7 @@ static EVP_PKEY *read_key(const char *path) {
 static int write_key(const char *path, EVP_PKEY *key) {
     buf_t b;
     buf_init(&b, 0);
-    int rc = acme_key_to_pem(key, &b) == 0 ? write_atomic(path, b.data, b.len, 0600) : -1;
+    int rc = acme_key_to_pem(key, &b) == 0 ? file_write_atomic(path, b.data, b.len, 0600) : -1;
     buf_free_secure(&b);
     return rc;
 }
@@ -157,7 +110,7 @@ static char *state_text(const config_t *cfg, const char *account, const char *or
 static int write_state(const config_t *cfg, const char *text) {
     char path[4096];
     state_path(cfg, "acme.json", path, sizeof path);
-    return text ? write_atomic(path, text, strlen(text), 0600) : -1;
+    return text ? file_write_atomic(path, text, strlen(text), 0600) : -1;
 }
 
 /* The first certificate of a PEM chain: its validity and whether it covers every name. */
@@ -375,7 +328,7 @@ static void work_cert(acme_job_t *j) {
         fail_job(j, "cannot write", cfg->tls_key);
         return;
     }
-    if (write_atomic(cfg->tls_cert, j->chain, j->chain_len, 0644) < 0) {
+    if (file_write_atomic(cfg->tls_cert, j->chain, j->chain_len, 0644) < 0) {
         fail_job(j, "cannot write", cfg->tls_cert);
         return;
     }
@@ -771,20 +724,7 @@ static void job_done(int status, void *arg) {
 
 static void on_answer(int status, const acme_http_response_t *res, const char *error, void *arg) {
     acme_self_t *as = arg;
-    acme_input_t in = {.kind = ACME_IN_TRANSPORT_ERROR, .error = error};
-    if (status == 0) {
-        in.kind = ACME_IN_RESPONSE;
-        in.response = (acme_response_t){
-            .status = (int)res->status,
-            .replay_nonce = res->replay_nonce[0] ? res->replay_nonce : NULL,
-            .location = res->location[0] ? res->location : NULL,
-            .retry_after = res->retry_after[0] ? res->retry_after : NULL,
-            .content_type = res->content_type[0] ? res->content_type : NULL,
-            .body = res->body.data,
-            .body_len = res->body.len,
-            .wall = time(NULL),
-        };
-    }
+    acme_input_t in = acme_http_input(status, res, error);
     feed(as, &in);
 }
 

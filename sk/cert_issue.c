@@ -79,20 +79,7 @@ static void on_watch(uv_timer_t *t) {
 
 static void on_answer(int status, const acme_http_response_t *res, const char *error, void *arg) {
     issue_t *s = arg;
-    acme_input_t in = {.kind = ACME_IN_TRANSPORT_ERROR, .error = error};
-    if (status == 0) {
-        in.kind = ACME_IN_RESPONSE;
-        in.response = (acme_response_t){
-            .status = (int)res->status,
-            .replay_nonce = res->replay_nonce[0] ? res->replay_nonce : NULL,
-            .location = res->location[0] ? res->location : NULL,
-            .retry_after = res->retry_after[0] ? res->retry_after : NULL,
-            .content_type = res->content_type[0] ? res->content_type : NULL,
-            .body = res->body.data,
-            .body_len = res->body.len,
-            .wall = time(NULL),
-        };
-    }
+    acme_input_t in = acme_http_input(status, res, error);
     feed(s, &in);
 }
 

@@ -9,78 +9,27 @@
 #include <unistd.h>
 
 #include "../acme/acme_crypto.h"
+#include "../common/file.h"
 
-static void fsync_dir(const char *dir) {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+/* dir/name into out; -1 if it does not fit. */
+static int join(char out[4096], const char *dir, const char *name) {
+    int n = snprintf(out, 4096, "%s/%s", dir, name);
+    return n < 0 || n >= 4096 ? -1 : 0;
 }
 
 int cert_write_atomic(const char *dir, const char *name, const void *data, size_t len, int mode) {
-    char tmp[4096], path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid());
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0)
-        return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        p += n;
-        left -= (size_t)n;
-    }
-    if (left || fsync(fd) < 0 || close(fd) < 0) {
-        if (left)
-            close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) < 0) {
-        unlink(tmp);
-        return -1;
-    }
-    fsync_dir(dir);
-    return 0;
+    char path[4096];
+    return join(path, dir, name) == 0 ? file_write_atomic(path, data, len, mode) : -1;
 }
 
 int cert_rename(const char *dir, const char *from, const char *to) {
     char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s/%s", dir, from);
-    snprintf(b, sizeof b, "%s/%s", dir, to);
-    if (rename(a, b) < 0)
-        return -1;
-    fsync_dir(dir);
-    return 0;
+    return join(a, dir, from) == 0 && join(b, dir, to) == 0 ? file_rename_durable(a, b) : -1;
 }
 
 int cert_read_file(const char *dir, const char *name, buf_t *out) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    char chunk[4096];
-    size_t n;
-    int rc = 0;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_append(out, chunk, n) < 0 || out->len > 1024 * 1024) {
-            rc = -1;
-            break;
-        }
-    if (ferror(f))
-        rc = -1;
-    fclose(f);
-    if (rc == 0 && buf_append(out, "", 1) == 0)
-        out->len--; /* NUL-terminated */
-    return rc;
+    return join(path, dir, name) == 0 ? file_read(path, out, 1024 * 1024) : -1;
 }
 
 EVP_PKEY *cert_read_key(const char *dir, const char *name) {
@@ -203,7 +152,7 @@ int cert_write_pair(const char *dir, const char *chain, size_t chain_len, EVP_PK
     }
     if (symlink_atomic(dir, "cert.pem", "live/cert.pem") < 0 || symlink_atomic(dir, "key.pem", "live/key.pem") < 0)
         return -1;
-    fsync_dir(dir);
+    file_fsync_dir(dir);
     if (old)
         remove_generation(dir, old);
     return 0;
