@@ -31,12 +31,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-usage() {
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-}
-[ $# -eq 1 ] || usage
-BUILD_DIR=$1
+bench_build_dir "$@"
 SKD=$BUILD_DIR/skd
 SKDNS=$BUILD_DIR/skdns
 SK=$BUILD_DIR/sk

@@ -22,12 +22,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-usage() {
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-}
-[ $# -eq 1 ] || usage
-BUILD_DIR=$1
+bench_build_dir "$@"
 SKD=$BUILD_DIR/skd
 DURATION=${BENCH_SECONDS:-10}
 WARMUP=${BENCH_WARMUP:-2}

@@ -2,6 +2,15 @@
 # Helpers shared by the benchmark scripts; sourced, not run. stop_server stops
 # the process in $SERVER_PID.
 
+# The one argument of every benchmark: the build directory (sets BUILD_DIR).
+bench_build_dir() {
+    if [ $# -ne 1 ]; then
+        echo "usage: $0 BUILD_DIR" >&2
+        exit 2
+    fi
+    BUILD_DIR=$1
+}
+
 die() {
     echo "bench: $*" >&2
     exit 1
