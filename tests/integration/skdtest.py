@@ -17,6 +17,14 @@ The key-API tests stand on a KeyStack: a SoftHSM token with skd's keys
 (`skd init`), a store and a CLI configuration; stack.server() starts skd on
 them and gives it the PIN.
 
+The installation pieces (certs/API.md) are shared by test_installations.py,
+test_pipeline.py and bench/pipeline.py: Key (a P-256 key, ES256 signatures
+through libcrypto with ctypes), InstallationClient (signed requests, nonces,
+raw pre-signed requests for benchmarks), psk_file (kvpsync keys), Skdns (a
+skdns process; kill() and restart() keep its ports) and DnsClient /
+dns_query (DNS over raw UDP). Server.kill() and restart() crash and restart
+skd on the same ports.
+
 Scripts end with skdtest.main(), which runs the unittest cases and prints
 "N passed, M failed" as the last line.
 """
@@ -1006,10 +1014,11 @@ class InstallationClient:
         headers.update(extra_headers or {})
         return self.request(method, path, body, headers, timeout=timeout), body
 
-    def raw_request(self, method, path, payload, nonce):
+    def raw_request(self, method, path, payload, nonce, **kw):
         """A whole signed HTTP/1.1 request (keep-alive) as bytes, to send
-        later: the signature is made now (benchmarks sign before timing)."""
-        body = self.jws(self.url(path), payload, nonce=nonce)
+        later: the signature is made now (benchmarks sign before timing).
+        kw: jws()'s options (jwk=True for a registration)."""
+        body = self.jws(self.url(path), payload, nonce=nonce, **kw)
         return build_request(method, path, {"Host": "%s:%d" % (self.host, self.port),
                                             "Content-Type": "application/jose+json"}, body)
 
@@ -1127,24 +1136,42 @@ def dns_wire_query(name, qtype, qid=0):
     return q + b"\0" + struct.pack("!HH", qtype, 1)
 
 
-def dns_query(port, name, qtype, timeout=1.0, host="127.0.0.1"):
-    """One query over UDP; the DnsReply, or None without an answer in time."""
-    qid = int.from_bytes(os.urandom(2), "big")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, port))
+class DnsClient:
+    """Queries over one connected UDP socket (cheaper than a socket each)."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect((host, port))
+
+    def query(self, name, qtype, timeout=1.0):
+        """The DnsReply, or None without an answer in time (or nothing
+        listening: the ICMP error of a closed port)."""
+        qid = int.from_bytes(os.urandom(2), "big")
         deadline = time.monotonic() + timeout
         try:
-            s.send(dns_wire_query(name, qtype, qid))
-            while True:
+            self.sock.send(dns_wire_query(name, qtype, qid))
+            while True:  # a late answer to an earlier query is skipped
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                s.settimeout(left)
-                data = s.recv(65535)
+                self.sock.settimeout(left)
+                data = self.sock.recv(65535)
                 if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == qid:
                     return DnsReply(data)
-        except (socket.timeout, ConnectionRefusedError):  # refused: nothing listens (ICMP)
+        except (socket.timeout, ConnectionRefusedError):
             return None
+
+    def close(self):
+        self.sock.close()
+
+
+def dns_query(port, name, qtype, timeout=1.0, host="127.0.0.1"):
+    """One query over UDP; the DnsReply, or None without an answer in time."""
+    c = DnsClient(port, host)
+    try:
+        return c.query(name, qtype, timeout)
+    finally:
+        c.close()
 
 
 # ---------------------------------------------------------------- skdns
