@@ -416,6 +416,13 @@ static void parse_some(http_conn_t *c) {
     }
 }
 
+static http_request_t *oldest_unanswered(const http_conn_t *c) {
+    for (http_request_t *r = c->queue; r; r = r->next)
+        if (r->dispatched && !r->response)
+            return r;
+    return NULL;
+}
+
 /* Callers set in_call around it, so that answers given meanwhile wait for
  * the loop here instead of re-entering it. */
 static void advance(http_conn_t *c) {
@@ -429,6 +436,11 @@ static void advance(http_conn_t *c) {
         c->in.len = 0;
         c->in_off = 0;
     }
+    /* A connection whose request waits for its handler (a worker job, a
+     * long-poll) and has nothing left to parse gives its input buffer back:
+     * 10,000 pending long-polls should not each hold a grown buffer. */
+    if (c->in.len == 0 && c->in.cap && oldest_unanswered(c))
+        buf_free(&c->in);
 }
 
 static void advance_from_call(http_conn_t *c) {
@@ -438,14 +450,6 @@ static void advance_from_call(http_conn_t *c) {
 }
 
 /* ---- public ---- */
-
-static http_request_t *oldest_unanswered(const http_conn_t *c) {
-    for (http_request_t *r = c->queue; r; r = r->next)
-        if (r->dispatched && !r->response)
-            return r;
-    return NULL;
-}
-
 
 void http_conn_init(http_conn_t *c, const http_limits_t *limits, const http_conn_ops_t *ops, void *owner,
                     uint64_t now_us) {
