@@ -265,6 +265,21 @@ uint64_t kvps_sender_deadline(const kvps_sender_t *s) {
     return d;
 }
 
+/* R18: a reply the receiver sent after everything before it proves it is
+ * listening again: what is still unacknowledged was lost meanwhile (e.g.
+ * while the receiver was stopped), so it goes again soon instead of after a
+ * retransmission timer backed off during the outage. */
+static void reset_backoff(kvps_sender_t *s, uint64_t now) {
+    for (uint32_t seq = s->base; seq != s->next_seq; seq++) {
+        slot_t *sl = slot_of(s, seq);
+        if (sl->acked || !sl->sends || sl->rto_ms <= s->cfg.rto_initial_ms)
+            continue;
+        sl->rto_ms = s->cfg.rto_initial_ms;
+        if (sl->next_tx_ms > now + sl->rto_ms)
+            sl->next_tx_ms = now + sl->rto_ms;
+    }
+}
+
 static void handle_acks(kvps_sender_t *s, const kvps_pkt_t *p) {
     uint32_t span = in_flight(s);
     if ((p->flags & KVPS_FLAG_ACKED) && p->gen == s->gen && p->ack_seq - s->base < span)
@@ -303,7 +318,8 @@ int kvps_sender_handle(kvps_sender_t *s, const uint8_t *pkt, size_t len, uint64_
         new_receiver = true;
     }
     s->st.received++;
-    if (!s->have_anchor || p.receiver_ms > s->anchor_ms) {
+    bool fresh = !s->have_anchor || p.receiver_ms > s->anchor_ms;
+    if (fresh) {
         s->have_anchor = true;
         s->anchor_ms = p.receiver_ms;
         s->anchor_rx_ms = now;
@@ -313,6 +329,8 @@ int kvps_sender_handle(kvps_sender_t *s, const uint8_t *pkt, size_t len, uint64_
         start_gen(s, p.cur_gen + 1, now);
     } else if (p.cur_session == s->cfg.session_id && p.cur_gen == s->gen) {
         handle_acks(s, &p);
+        if (fresh)
+            reset_backoff(s, now);
     } else if (p.gen == s->gen && !kvps_serial_lt(p.cur_gen, s->gen)) {
         /* R11: the receiver is past our generation (or another session of our
          * sender id holds it); an older cur_gen only means START is pending. */

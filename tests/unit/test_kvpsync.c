@@ -929,6 +929,30 @@ static void timers(void **state) {
     sim_free(s);
 }
 
+/* R18: once the receiver answers again, what it missed during an outage is
+ * sent again within rto_initial_ms of its first reply, not after the timer
+ * that backed off to 1000 ms meanwhile. */
+static void backoff_reset_on_reply(void **state) {
+    (void)state;
+    sim_t *s = sim_new(1, 1, 7);
+    sim_start(s);
+    converge(s, 2000);
+    s->r_deaf[0] = true;
+    uint64_t id = put(s, 0, "k", "v");
+    sim_run(s, 3000); /* the update's timer is at 1000 ms now */
+    s->r_deaf[0] = false;
+    uint64_t back = s->now, acked_at = 0;
+    for (int i = 0; i < 200 && !acked_at; i++) {
+        sim_run(s, 5);
+        if (kvps_sender_acked_below(s->snd[0][0]) > id)
+            acked_at = s->now;
+    }
+    assert_true(acked_at);
+    /* the next keepalive (<= 250 ms), its reply, then at most 30 ms */
+    assert_true(acked_at - back <= KVPS_KEEPALIVE_MS + KVPS_RTO_INITIAL_MS + 20);
+    sim_free(s);
+}
+
 /* R19, R9: after a busy session (with a receiver restart in it), every
  * captured datagram is replayed to both sides, in order and backwards:
  * nothing changes. */
@@ -1447,6 +1471,7 @@ int main(void) {
         cmocka_unit_test(receiver_restart_resyncs),
         cmocka_unit_test(sender_restart_resyncs),
         cmocka_unit_test(timers),
+        cmocka_unit_test(backoff_reset_on_reply),
         cmocka_unit_test(replay_changes_nothing),
         cmocka_unit_test(wraparound),
         cmocka_unit_test(window_edges),
