@@ -144,6 +144,9 @@ void kvps_receiver_free(kvps_receiver_t *r);
  * sent back to the datagram's source (0: none). cap >= KVPS_MAX_PACKET. */
 size_t kvps_receiver_handle(kvps_receiver_t *r, const uint8_t *pkt, size_t len, uint64_t now_ms, uint8_t *out,
                             size_t cap);
+/* Has any sender completed a generation with this receiver since it
+ * started? Before, what a sender pushed may be only part of its set (R10). */
+bool kvps_receiver_any_synced(const kvps_receiver_t *r);
 /* May the DNS server answer NXDOMAIN/NODATA now? (R27) */
 bool kvps_receiver_negatives_ok(const kvps_receiver_t *r, uint64_t now_ms);
 /* Does sender_index hold a valid lease at now? */

@@ -310,6 +310,13 @@ bool kvps_receiver_leased(const kvps_receiver_t *r, size_t idx, uint64_t now_ms)
 }
 
 /* R27 */
+bool kvps_receiver_any_synced(const kvps_receiver_t *r) {
+    for (size_t i = 0; i < r->n; i++)
+        if (r->senders[i].synced_once)
+            return true;
+    return false;
+}
+
 bool kvps_receiver_negatives_ok(const kvps_receiver_t *r, uint64_t now_ms) {
     bool any_lease = false, all_synced = true;
     for (size_t i = 0; i < r->n; i++) {

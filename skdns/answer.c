@@ -7,9 +7,12 @@
  *   2  _acme-challenge.<label>: TXT fed by kvpsync;
  *   anything else never exists.
  * A negative answer about what kvpsync feeds is only given when the caller
- * says negatives are safe; otherwise SERVFAIL, so that no resolver caches a
- * false negative. Negatives that kvpsync cannot change (a type it never
- * feeds at a name that exists, a name it can never create) are always given. */
+ * says negatives are safe (DNS_FEED_CONFIDENT); otherwise SERVFAIL, so that
+ * no resolver caches a false negative. Negatives that kvpsync cannot change
+ * (a type it never feeds at a name that exists, a name it can never create)
+ * are always given. Before any sender has sent its whole set
+ * (DNS_FEED_INCOMPLETE) every fed name is SERVFAIL: a record set could lack
+ * values. */
 #include <string.h>
 
 #include "dns_msg.h"
@@ -202,7 +205,17 @@ static int at_host(reply_t *r, const zone_ns_t *ns, uint16_t qtype) {
     return negative(r, false, true, true);
 }
 
-static int at_installation(reply_t *r, const zone_name_t *e, bool valid, uint16_t qtype, bool neg_ok) {
+/* Before any sender has sent its whole set, a fed name's records may be
+ * missing values: answering with what has arrived would be a false "no". */
+static int incomplete(reply_t *r) {
+    r->aa = false;
+    return DNS_R_SERVFAIL;
+}
+
+static int at_installation(reply_t *r, const zone_name_t *e, bool valid, uint16_t qtype, dns_feed_t feed) {
+    bool neg_ok = feed == DNS_FEED_CONFIDENT;
+    if (valid && feed == DNS_FEED_INCOMPLETE)
+        return incomplete(r);
     if (!e || !zone_name_exists(e))
         return negative(r, true, !valid, neg_ok);
     const zone_rr_t *fed = qtype == DNS_T_A ? e->a : qtype == DNS_T_AAAA ? e->aaaa : NULL;
@@ -217,7 +230,10 @@ static int at_installation(reply_t *r, const zone_name_t *e, bool valid, uint16_
     return negative(r, false, qtype != DNS_T_A && qtype != DNS_T_AAAA, neg_ok);
 }
 
-static int at_challenge(reply_t *r, const zone_name_t *e, bool valid, uint16_t qtype, bool neg_ok) {
+static int at_challenge(reply_t *r, const zone_name_t *e, bool valid, uint16_t qtype, dns_feed_t feed) {
+    bool neg_ok = feed == DNS_FEED_CONFIDENT;
+    if (valid && feed == DNS_FEED_INCOMPLETE)
+        return incomplete(r);
     if (!e || !e->txt)
         return negative(r, true, !valid, neg_ok);
     if (qtype == DNS_T_TXT)
@@ -233,7 +249,7 @@ static bool is_meta(uint16_t t) {
     return t == DNS_T_OPT || (t >= 128 && t < 255); /* AXFR, IXFR, TSIG, ... */
 }
 
-static int resolve(reply_t *r, const zone_t *z, bool neg_ok) {
+static int resolve(reply_t *r, const zone_t *z, dns_feed_t feed) {
     const dns_query_t *q = r->q;
     if (q->edns && q->edns_version != 0)
         return DNS_R_BADVERS;
@@ -257,9 +273,9 @@ static int resolve(reply_t *r, const zone_t *z, bool neg_ok) {
     const zone_name_t *e = zone_find(z, label + 1, label[0]);
     bool valid = zone_label_valid(label + 1, label[0]);
     if (depth == 1)
-        return e && e->host ? at_host(r, e->host, q->qtype) : at_installation(r, e, valid, q->qtype, neg_ok);
+        return e && e->host ? at_host(r, e->host, q->qtype) : at_installation(r, e, valid, q->qtype, feed);
     if (depth == 2 && memcmp(q->lower, acme_label, sizeof acme_label - 1) == 0)
-        return at_challenge(r, e, valid, q->qtype, neg_ok);
+        return at_challenge(r, e, valid, q->qtype, feed);
     return negative(r, true, true, true);
 }
 
@@ -272,7 +288,7 @@ static size_t header_only(const uint8_t *q, int rcode, uint8_t *out) {
     return DNS_HEADER_LEN;
 }
 
-size_t dns_answer(const zone_t *z, const uint8_t *q, size_t qlen, bool tcp, bool negatives_ok, uint8_t *out,
+size_t dns_answer(const zone_t *z, const uint8_t *q, size_t qlen, bool tcp, dns_feed_t feed, uint8_t *out,
                   size_t cap) {
     dns_query_t query;
     dns_parse_t parsed = dns_parse_query(q, qlen, &query);
@@ -298,7 +314,7 @@ size_t dns_answer(const zone_t *z, const uint8_t *q, size_t qlen, bool tcp, bool
     dnsw_bytes(&r.w, q + DNS_HEADER_LEN, query.question_end - DNS_HEADER_LEN); /* the asker's case */
     dnsw_remember(&r.w, DNS_HEADER_LEN, query.lower);
 
-    int rcode = resolve(&r, z, negatives_ok);
+    int rcode = resolve(&r, z, feed);
     if (opt) {
         r.w.limit += opt;
         dnsw_u8(&r.w, 0);

@@ -39,12 +39,14 @@ static void on_del(void *arg, size_t sender_index, const uint8_t *key, size_t kl
         rejected(f, sender_index, key, klen);
 }
 
-bool feed_negatives_ok(void *arg) {
+dns_feed_t feed_state(void *arg) {
     feed_t *f = arg;
     if (!f->rx)
-        return false;
+        return DNS_FEED_POSITIVES;
+    if (!kvps_receiver_any_synced(f->rx))
+        return DNS_FEED_INCOMPLETE;
     uv_update_time(f->loop); /* a lease is never judged on a stale time */
-    return kvps_receiver_negatives_ok(f->rx, uv_now(f->loop));
+    return kvps_receiver_negatives_ok(f->rx, uv_now(f->loop)) ? DNS_FEED_CONFIDENT : DNS_FEED_POSITIVES;
 }
 
 static int make_receiver(feed_t *f) {

@@ -80,7 +80,7 @@ static int run(const skdns_config_t *cfg) {
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     int status = 0;
     if (feed_start(&app.feed, &app.loop, cfg, zone) != 0 ||
-        dnssrv_start(&app.srv, &app.loop, cfg, zone, feed_negatives_ok, app.feed) != 0) {
+        dnssrv_start(&app.srv, &app.loop, cfg, zone, feed_state, app.feed) != 0) {
         status = 1;
         stop(&app);
     } else {

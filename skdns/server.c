@@ -103,7 +103,7 @@ static size_t udp_answer(dnssrv_t *s, const uint8_t *q, size_t len, const struct
     size_t n = 0;
     switch (rl_check(s->rl, from, uv_now(s->loop))) {
     case RL_PASS:
-        n = dns_answer(s->zone, q, len, false, s->negatives_ok(s->negatives_arg), out, DNS_UDP_MAX);
+        n = dns_answer(s->zone, q, len, false, s->feed_state(s->feed_arg), out, DNS_UDP_MAX);
         break;
     case RL_SLIP:
         s->stats.slipped++;
@@ -188,7 +188,7 @@ static int listen_on(dnssrv_t *s, listener_t *l) {
 }
 
 int dnssrv_start(dnssrv_t **out, uv_loop_t *loop, const skdns_config_t *cfg, const zone_t *zone,
-                 dnssrv_negatives_fn negatives_ok, void *arg) {
+                 dnssrv_feed_fn feed_state, void *arg) {
     *out = NULL;
     uint64_t key[2];
     if (getrandom(key, sizeof key, 0) != sizeof key)
@@ -199,8 +199,8 @@ int dnssrv_start(dnssrv_t **out, uv_loop_t *loop, const skdns_config_t *cfg, con
     s->loop = loop;
     s->cfg = cfg;
     s->zone = zone;
-    s->negatives_ok = negatives_ok;
-    s->negatives_arg = arg;
+    s->feed_state = feed_state;
+    s->feed_arg = arg;
     s->rl = rl_new(&cfg->rate_limit, key);
     s->pool = calloc(cfg->buffers, sizeof *s->pool);
     s->listeners = calloc(cfg->n_listen, sizeof *s->listeners);

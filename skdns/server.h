@@ -22,8 +22,8 @@
 #include "config.h"
 #include "zone.h"
 
-/* Whether negative answers about fed data are safe now (see zone.h). */
-typedef bool (*dnssrv_negatives_fn)(void *arg);
+/* What the fed data may be trusted for now (see zone.h). */
+typedef dns_feed_t (*dnssrv_feed_fn)(void *arg);
 
 typedef struct dnssrv_stats {
     uint64_t udp_queries, udp_answers, udp_dropped; /* dropped: no answer (malformed, send failure) */
@@ -37,7 +37,7 @@ typedef struct dnssrv dnssrv_t;
 /* Binds every listen address of cfg (UDP and TCP) and starts serving zone.
  * cfg and zone must outlive the server. 0, or a libuv error (logged). */
 int dnssrv_start(dnssrv_t **out, uv_loop_t *loop, const skdns_config_t *cfg, const zone_t *zone,
-                 dnssrv_negatives_fn negatives_ok, void *arg);
+                 dnssrv_feed_fn feed_state, void *arg);
 /* Closes every handle; cb (may be NULL) runs once all are closed and the server is freed. */
 void dnssrv_close(dnssrv_t *s, void (*cb)(void *arg), void *arg);
 const dnssrv_stats_t *dnssrv_stats(const dnssrv_t *s);

@@ -34,8 +34,8 @@ struct dnssrv {
     uv_loop_t *loop;
     const skdns_config_t *cfg;
     const zone_t *zone;
-    dnssrv_negatives_fn negatives_ok;
-    void *negatives_arg;
+    dnssrv_feed_fn feed_state;
+    void *feed_arg;
     rl_t *rl;
     listener_t *listeners;
     size_t n_listeners;

@@ -124,7 +124,7 @@ static int answer_frames(tcp_conn_t *c) {
         if (c->in_len - off - 2 < flen)
             break;
         s->stats.tcp_queries++;
-        size_t n = dns_answer(s->zone, c->in + off + 2, flen, true, s->negatives_ok(s->negatives_arg),
+        size_t n = dns_answer(s->zone, c->in + off + 2, flen, true, s->feed_state(s->feed_arg),
                               s->tcp_answer + 2, DNS_TCP_MAX);
         off += 2 + flen;
         if (n == 0)

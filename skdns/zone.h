@@ -93,11 +93,18 @@ bool zone_label_valid(const uint8_t *label, size_t len);
 /* Names and values held, for logs and tests. */
 size_t zone_records(const zone_t *z);
 
+/* What the fed data may be trusted for now (kvpsync's view of the senders). */
+typedef enum dns_feed {
+    DNS_FEED_POSITIVES = 0,  /* fed values are served; their absence is not asserted (SERVFAIL) */
+    DNS_FEED_CONFIDENT = 1,  /* absence may be asserted too (NXDOMAIN, NODATA) */
+    DNS_FEED_INCOMPLETE = 2, /* no sender has sent its whole set since start: a record set
+                                found may lack values, so every fed name is SERVFAIL */
+} dns_feed_t;
+
 /* Answers one query (see answer.c): the response length in out, or 0 to
  * send nothing. tcp: the answer may use up to 65535 bytes, and a malformed
- * query gets FORMERR (over UDP it is dropped). negatives_ok: whether the
- * absence of fed data may be asserted (NXDOMAIN, NODATA); if not, SERVFAIL. */
-size_t dns_answer(const zone_t *z, const uint8_t *q, size_t qlen, bool tcp, bool negatives_ok, uint8_t *out,
+ * query gets FORMERR (over UDP it is dropped). */
+size_t dns_answer(const zone_t *z, const uint8_t *q, size_t qlen, bool tcp, dns_feed_t feed, uint8_t *out,
                   size_t cap);
 
 #endif

@@ -69,11 +69,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!zone)
         make_zone();
     for (int tcp = 0; tcp < 2; tcp++) {
-        for (int neg = 0; neg < 2; neg++) {
+        for (int feed = DNS_FEED_POSITIVES; feed <= DNS_FEED_INCOMPLETE; feed++) {
             /* the full buffer, then one of a size taken from the input */
             size_t caps[2] = {sizeof out, size ? 12 + data[size - 1] * 4u : 12};
             for (int c = 0; c < 2; c++) {
-                size_t n = dns_answer(zone, data, size, tcp, neg, out, caps[c]);
+                size_t n = dns_answer(zone, data, size, tcp, (dns_feed_t)feed, out, caps[c]);
                 check(data, size, n, caps[c], tcp ? DNS_TCP_MAX : DNS_UDP_MAX);
             }
         }
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const uint8_t query[] = "\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
                                        "\x0f_acme-challenge\x05host1\x02sk\x04test\x00\x00\x10\x00\x01";
         memcpy(q, query, sizeof query - 1);
-        size_t n = dns_answer(zone, q, sizeof query - 1, false, true, out, sizeof out);
+        size_t n = dns_answer(zone, q, sizeof query - 1, false, DNS_FEED_CONFIDENT, out, sizeof out);
         check(q, sizeof query - 1, n, sizeof out, DNS_UDP_MAX);
     }
     zone_del(zone, 7, data, klen);

@@ -12,10 +12,9 @@ ports. Checked:
   nonce (a restarted node) / 503 (a node starting), and is then retried
   against either node until ready; nothing else is ever answered;
 - a poller thread keeps asking both skdns (raw UDP) for every value whose
-  long-poll said ready and that is not deleted: NXDOMAIN or NODATA fails
-  the test, and so would TXT records without that value but for
-  PARTIAL_ANSWERS_FAIL (below); SERVFAIL and silence (a killed skdns) are
-  allowed;
+  long-poll said ready and that is not deleted: NXDOMAIN, NODATA or TXT
+  records without that value (a restarted skdns answering from a partial
+  resync) fail the test; SERVFAIL and silence (a killed skdns) are allowed;
 - a restarted skdns serves every ready value again within one second of
   its spawn;
 - at the end kdig finds exactly the values set (and the addresses) on both
@@ -49,12 +48,6 @@ LONGPOLL_WAIT_MS = 1000  # below a receiver's downtime and resync: some long-pol
 RECONCILE_MS = 200
 RESTART_BUDGET = 1.0     # a restarted skdns serves everything within this long of its spawn
 CALL_DEADLINE = 60.0     # one set or delete, retries included
-# A restarted skdns answers a TXT RRset while a sender's resync is still
-# filling it in: NOERROR with some of the values instead of SERVFAIL. For a
-# value left out that is a negative answer (an ACME validation of it fails),
-# though not the NXDOMAIN/NODATA the issue names. Such answers are counted
-# and shown; set this to True once skdns answers SERVFAIL for them.
-PARTIAL_ANSWERS_FAIL = False
 
 
 class Book:
@@ -348,13 +341,9 @@ class PipelineTest(unittest.TestCase):
             poller.join()
 
             self.assertEqual(self.failures, [])
-            partial = [m for m in self.violations if m.kind == "TXT without it"]
-            fatal = [m for m in self.violations if PARTIAL_ANSWERS_FAIL or m.kind != "TXT without it"]
-            if fatal:
-                self.fail("false negatives for values set and ready (%d):\n%s" % (len(fatal), describe(fatal)))
-            if partial:
-                print("pipeline: WARNING: %d partial TXT answers (values set and ready left out); the first:\n%s"
-                      % (len(partial), describe(partial)))
+            if self.violations:
+                self.fail("false negatives for values set and ready (%d):\n%s"
+                          % (len(self.violations), describe(self.violations)))
             self.assertEqual(self.counts.get("set"), VALUES)
             self.assertGreaterEqual(self.counts.get("kills", 0), MIN_ROUNDS)
             slow = [(n, round(t, 3)) for n, t in self.restarts if t >= RESTART_BUDGET]

@@ -116,7 +116,7 @@ static uint8_t resp_buf[DNS_TCP_MAX];
 static size_t resp_len;
 
 /* Asks and checks that the response is well-formed and echoes the question. */
-static dns_resp_t ask_with(const zone_t *z, const char *name, uint16_t qtype, q_opts_t o, bool tcp, bool neg_ok) {
+static dns_resp_t ask_with(const zone_t *z, const char *name, uint16_t qtype, q_opts_t o, bool tcp, dns_feed_t neg_ok) {
     uint8_t q[512];
     size_t qlen = build(q, name, qtype, o);
     resp_len = dns_answer(z, q, qlen, tcp, neg_ok, resp_buf, sizeof resp_buf);
@@ -134,7 +134,7 @@ static dns_resp_t ask_with(const zone_t *z, const char *name, uint16_t qtype, q_
     return r;
 }
 
-static dns_resp_t ask(const zone_t *z, const char *name, uint16_t qtype, bool neg_ok) {
+static dns_resp_t ask(const zone_t *z, const char *name, uint16_t qtype, dns_feed_t neg_ok) {
     return ask_with(z, name, qtype, (q_opts_t){0}, false, neg_ok);
 }
 
@@ -318,6 +318,26 @@ static void negatives_need_a_lease(void **state) {
     /* an address alone too */
     put(z, 1, "aaaa/host3", "::1");
     assert_negative(ask(z, "host3.sk.test", DNS_T_A, true), DNS_R_NOERROR);
+}
+
+/* Before any sender has sent its whole set (a restarted skdns in its first
+ * resync), values found may be only part of a record set: every fed name is
+ * SERVFAIL; the apex and names kvpsync can never make are still answered. */
+static void incomplete_feed(void **state) {
+    zone_t *z = *state;
+    put(z, 0, "n/host1", "");
+    put(z, 0, "a/host1", "192.0.2.1");
+    put(z, 0, "t/host1/v1", "");
+    assert_servfail(ask(z, "host1.sk.test", DNS_T_A, DNS_FEED_INCOMPLETE));
+    assert_servfail(ask(z, "_acme-challenge.host1.sk.test", DNS_T_TXT, DNS_FEED_INCOMPLETE));
+    assert_servfail(ask(z, "nope.sk.test", DNS_T_A, DNS_FEED_INCOMPLETE));
+    assert_negative(ask(z, "a.b.sk.test", DNS_T_A, DNS_FEED_INCOMPLETE), DNS_R_NXDOMAIN);
+    dns_resp_t r = ask(z, "sk.test", DNS_T_SOA, DNS_FEED_INCOMPLETE);
+    assert_int_equal(r.rcode, DNS_R_NOERROR);
+    /* once a sender has sent its whole set, what is there is served */
+    r = ask(z, "_acme-challenge.host1.sk.test", DNS_T_TXT, DNS_FEED_POSITIVES);
+    assert_int_equal(r.rcode, DNS_R_NOERROR);
+    assert_int_equal(r.count[0], 1);
 }
 
 static void senders_merge(void **state) {
@@ -557,7 +577,7 @@ int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(soa_at_apex),         T(ns_with_glue),   T(caa_at_apex),       T(refused_outside),
-        T(installation_addresses), T(challenge_values), T(negatives_need_a_lease), T(senders_merge),
+        T(installation_addresses), T(challenge_values), T(negatives_need_a_lease), T(incomplete_feed), T(senders_merge),
         T(bad_keys_ignored),    T(max_records_bound), T(many_names),     T(bad_configs),
         T(truncation),          T(edns_answers),   T(not_answered),
     };

@@ -1261,8 +1261,10 @@ static void negatives(void **state) {
         put(s, 1, key, "");
     }
     s->filter = from_sender1; /* sender 1 is not there yet */
+    assert_false(kvps_receiver_any_synced(s->rcv[0])); /* R27: nothing whole yet */
     while (!pair_synced(s, 0, 0))
         sim_step(s);
+    assert_true(kvps_receiver_any_synced(s->rcv[0]));
     assert_true(kvps_receiver_leased(s->rcv[0], 0, s->now));
     assert_false(kvps_receiver_negatives_ok(s->rcv[0], s->now)); /* sender 1 never synced */
     while (s->now < 1000 + 5000) {
