@@ -69,8 +69,6 @@ struct audit {
     plist_t to_write;            /* signed, in chain order per tenant */
     plist_t completed;           /* for the loop thread */
     bool stopping;
-    size_t expected;        /* announced by audit_expect, not yet submitted */
-    size_t unsigned_events; /* submitted, not yet signed (or failed) */
     unsigned nsigners, signers_running;
     pthread_t *signers;
     pthread_t writer;
@@ -390,10 +388,6 @@ static void free_pending(pending_t *p) {
  * the signer thread. */
 #define AUDIT_COMBINE_MAX 4
 
-/* How long the writer waits at most for records being signed to join a
- * batch (only while some are). */
-#define AUDIT_GATHER_NS 2000000L
-
 /* Hands p's outcome to the loop thread. Called with the lock held. */
 static void complete_locked(audit_t *a, pending_t *p, int rc) {
     p->rc = rc;
@@ -415,18 +409,6 @@ static void schedule_locked(audit_t *a, chain_t *c) {
     pthread_cond_signal(&a->sign_cond);
 }
 
-/* The writer, gathering a batch, waits until nothing more is on its way. */
-static void wake_gathering_writer_locked(audit_t *a) {
-    if (a->expected + a->unsigned_events == 0)
-        pthread_cond_signal(&a->write_cond);
-}
-
-/* An event left the signing stage. */
-static void signed_one_locked(audit_t *a) {
-    a->unsigned_events--;
-    wake_gathering_writer_locked(a);
-}
-
 /* Signs up to max events of c in order, the lock held on entry and exit. */
 static void sign_chain_locked(audit_t *a, chain_t *c, size_t max) {
     pending_t *p;
@@ -439,7 +421,6 @@ static void sign_chain_locked(audit_t *a, chain_t *c, size_t max) {
             int rc = recover(a, c);
             pthread_mutex_lock(&a->lock);
             if (rc != 0) {
-                signed_one_locked(a);
                 complete_locked(a, p, -1);
                 continue;
             }
@@ -460,7 +441,6 @@ static void sign_chain_locked(audit_t *a, chain_t *c, size_t max) {
         }
         free(full);
         pthread_mutex_lock(&a->lock);
-        signed_one_locked(a);
         if (!p->text || epoch != c->epoch) {
             /* Unsigned, or chained to records that a failed write took back. */
             if (!p->text)
@@ -471,9 +451,8 @@ static void sign_chain_locked(audit_t *a, chain_t *c, size_t max) {
         p->seq = seq;
         c->next_seq = seq + 1;
         memcpy(c->prev_hash, hash, sizeof hash);
-        if (!a->to_write.head)
-            pthread_cond_signal(&a->write_cond); /* the writer may be idle */
         plist_push(&a->to_write, p);
+        pthread_cond_signal(&a->write_cond);
     }
 }
 
@@ -554,23 +533,7 @@ static void *writer_main(void *arg) {
             pthread_cond_wait(&a->write_cond, &a->lock);
             continue;
         }
-        /* Group commit: everything signed so far goes in this batch; while
-         * other records are on their way (announced or being signed), wait a
-         * little for them, so that one flush serves several records under
-         * load (on ext4 a flush costs ~170 us of CPU for one record, ~75 us
-         * each for four). Idle, no wait. */
-        if (a->expected + a->unsigned_events > 0 && !a->stopping) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += AUDIT_GATHER_NS;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            while (a->expected + a->unsigned_events > 0 && !a->stopping &&
-                   pthread_cond_timedwait(&a->write_cond, &a->lock, &until) == 0) {
-            }
-        }
+        /* Group commit: everything signed so far goes in this batch. */
         plist_t batch = a->to_write;
         a->to_write = (plist_t){0};
         pthread_mutex_unlock(&a->lock);
@@ -637,11 +600,7 @@ audit_t *audit_open(const char *dir, hsm_t *hsm, uv_loop_t *loop, char *err, siz
         snprintf(a->node, sizeof a->node, "skd");
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->sign_cond, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->write_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&a->write_cond, NULL);
     if (pthread_create(&a->writer, NULL, writer_main, a) == 0)
         a->writer_started = true;
     for (unsigned i = 0; a->writer_started && i < signers; i++) {
@@ -723,17 +682,6 @@ int audit_recover_all(audit_t *a) {
     return damaged;
 }
 
-void audit_expect(audit_t *a, bool coming) {
-    pthread_mutex_lock(&a->lock);
-    if (coming) {
-        a->expected++;
-    } else if (a->expected > 0) {
-        a->expected--;
-        wake_gathering_writer_locked(a);
-    }
-    pthread_mutex_unlock(&a->lock);
-}
-
 int audit_submit(audit_t *a, const audit_event_t *ev, const char *tenant_dir, audit_done_fn done, void *arg) {
     if (strlen(ev->tenant_id) >= sizeof ((chain_t *)0)->tenant)
         return -1;
@@ -754,9 +702,6 @@ int audit_submit(audit_t *a, const audit_event_t *ev, const char *tenant_dir, au
     }
     p->chain = c;
     p->next = NULL;
-    if (a->expected > 0)
-        a->expected--;
-    a->unsigned_events++;
     if (c->events_tail)
         c->events_tail->next = p;
     else

@@ -16,7 +16,6 @@
 #ifndef SKD_AUDIT_H
 #define SKD_AUDIT_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,12 +54,6 @@ void audit_close(audit_t *a);
  * HSM's keys loaded). Returns the number of damaged chains (logged; their
  * tenants' calls fail until an operator repairs them). Blocks. */
 int audit_recover_all(audit_t *a);
-
-/* A hint for group commit: coming = true announces that a record will be
- * submitted soon (an authenticated call is at the HSM), so that the writer
- * may wait briefly to flush it with the records before it; every such call
- * is followed by audit_submit or by audit_expect(a, false). Any thread. */
-void audit_expect(audit_t *a, bool coming);
 
 /* On the loop thread: status 0 once the record is durable (seq is its
  * number), -1 if it could not be made durable: the call must then fail. */

@@ -377,8 +377,6 @@ static void keys_work(void *arg) {
         return;
     }
     job->authenticated = true;
-    if (job->ks->audit)
-        audit_expect(job->ks->audit, true);
     operate(job);
     audit_event_t *ev = &job->ev;
     ev->tenant_id = job->tenant.id;
@@ -400,8 +398,6 @@ static void keys_work(void *arg) {
     json_decref(answer);
     if (!job->response) {
         fail(job, 500, MSG_INTERNAL);
-        if (job->ks->audit)
-            audit_expect(job->ks->audit, false);
         return;
     }
     if (!job->ks->audit)
@@ -409,7 +405,6 @@ static void keys_work(void *arg) {
     /* No audit, no secret: the answer waits for the record; the worker does not. */
     job->audit_submitted = true;
     if (audit_submit(job->ks->audit, ev, job->tenant.audit_dir, keys_audited, job) != 0) {
-        audit_expect(job->ks->audit, false);
         job->audit_submitted = false;
         fail(job, 500, MSG_INTERNAL);
         discard_response(job);
