@@ -185,10 +185,6 @@ start_challtestsrv() {
 
 now_ns() { date +%s%N; }
 ms() { awk -v v="$1" 'BEGIN { printf "%.0f", v / 1e6 }'; }
-median() {
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
 # ------------------------------------------------------------ set-up
 echo "bench: starting two skdns, skd, pebble-challtestsrv and two pebbles" >&2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/tls-key.pem" \

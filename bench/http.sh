@@ -165,18 +165,6 @@ EOF
     wait_ready nginx "$NGINX_PORT" "$dir/stdout.log"
 }
 
-# "BUSY TOTAL" jiffies of CPU N so far (busy: everything but idle and iowait).
-cpu_ticks() {
-    awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-
-# Percentage of CPU N that was busy between two cpu_ticks samples.
-busy_pct() {
-    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        d = y[2] - x[2]; printf "%.0f%%", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
 
 run_wrk() {
     local secs=$1 port=$2 out=$3
@@ -221,11 +209,6 @@ wrk_field() {
     esac
 }
 
-# Median of the numbers given as arguments (the lower middle for an even count).
-median() {
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
 # Benchmarks one server: start, warm up, measure, stop. Appends to the arrays
 # RPS_<name>, P50_<name>, P99_<name>, CPU_<name>, US_<name>.
 bench_one() {
@@ -246,7 +229,7 @@ bench_one() {
     # With pinning: how busy the server's core and wrk's core were. A server
     # core well below 100% means wrk (or other load), not the server, set the pace.
     local busy
-    busy="$(busy_pct "$cpu0" "$(cpu_ticks 0)")/$(busy_pct "$cpu1" "$(cpu_ticks 1)")"
+    busy="$(busy_pct "$cpu0" "$(cpu_ticks 0)")%/$(busy_pct "$cpu1" "$(cpu_ticks 1)")%"
     check_wrk "$name" "$out"
     stop_server
     # The round must measure what it says: with logging on, lines were written.
@@ -288,8 +271,8 @@ sleep 1
 for cpu in 0 1; do
     before=$([ $cpu = 0 ] && echo "$idle0" || echo "$idle1")
     pct=$(busy_pct "$before" "$(cpu_ticks $cpu)")
-    if [ "${pct%\%}" -gt 15 ]; then
-        echo "bench: warning: CPU $cpu was $pct busy before the benchmark; other load makes the numbers noisy" >&2
+    if [ "$pct" -gt 15 ]; then
+        echo "bench: warning: CPU $cpu was $pct% busy before the benchmark; other load makes the numbers noisy" >&2
     fi
 done
 

@@ -305,18 +305,6 @@ prepare_bodies() {
 
 # ---- measuring ----
 
-# "BUSY TOTAL" jiffies of all CPUs so far (busy: everything but idle and iowait).
-cpu_ticks() {
-    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-
-# Percentage of both CPUs together that was busy between two cpu_ticks samples.
-busy_pct() {
-    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
 
 # run_wrk OP CONNS SECONDS RATE OUT: one wrk run (RATE 0: closed loop).
 run_wrk() {
@@ -375,11 +363,6 @@ check_audit() {
 wrk_rate() {
     awk -v n="$(kv keys-lua: ok "$1")" -v d="$(kv keys-lua: duration_us "$1")" \
         'BEGIN { printf "%.0f", (d > 0 ? n / (d / 1e6) : 0) }'
-}
-
-# Median of the numbers given as arguments (the lower middle for an even count).
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
 # Results, keyed "op,conns,round" (closed-loop sweep) and "op,round" (peak

@@ -57,3 +57,22 @@ proc_ticks() {
 human_us() {
     awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.2fms", v / 1000; else printf "%dus", v }'
 }
+
+# "BUSY TOTAL" jiffies so far of CPU N, or of all CPUs without an argument
+# (busy: everything but idle and iowait).
+cpu_ticks() {
+    awk -v cpu="cpu${1:-}" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# Percentage that was busy between two cpu_ticks samples.
+busy_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+}
+
+# Median of the numbers given as arguments (the lower middle for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}

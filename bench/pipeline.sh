@@ -73,7 +73,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((LONGPOLLS + 1000)) ] || die "ulimit -n is $(ulimit -n): too few for $LONGPOLLS long-polls"
 
 NCPU=$(nproc)
-CLK_TCK=$(getconf CLK_TCK)
 ALL_CPUS=0-$((NCPU - 1))
 SERVER_PIN=()
 CLIENT_PIN=()
@@ -266,22 +265,6 @@ pin() {
     taskset -a -p -c "$2" "$1" >/dev/null
 }
 
-# "BUSY TOTAL" jiffies of CPU N so far (busy: everything but idle and iowait).
-cpu_ticks() {
-    awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
-
-# Percentage of CPU N that was busy between two cpu_ticks samples.
-busy_pct() {
-    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        d = y[2] - x[2]; printf "%.0f%%", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
-
-# Median of the numbers given as arguments (the lower middle for an even count).
-median() {
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
 result() {
     awk -v k="$1" '$1 == k { print $2 }' "$RESULTS" | tail -n 1
 }
@@ -345,7 +328,7 @@ bench_dns() {
     qps+=("$(dnsperf_field qps "$out")")
     us+=("$(awk -v a="$proc0" -v b="$proc1" -v hz="$CLK_TCK" -v n="$(dnsperf_field completed "$out")" \
         'BEGIN { printf "%.2f", (n > 0 ? (b - a) / hz / n * 1e6 : 0) }')")
-    busy+=("$(busy_pct "$before0" "$(cpu_ticks 0)")/$(busy_pct "$before1" "$(cpu_ticks 1)")")
+    busy+=("$(busy_pct "$before0" "$(cpu_ticks 0)")%/$(busy_pct "$before1" "$(cpu_ticks 1)")%")
     LAST[$name]=$out
 }
 
@@ -357,8 +340,8 @@ for cpu in 0 1; do
     [ "$cpu" -lt "$NCPU" ] || continue
     before=$([ $cpu = 0 ] && echo "$idle0" || echo "$idle1")
     pct=$(busy_pct "$before" "$(cpu_ticks $cpu)")
-    if [ "${pct%\%}" -gt 15 ]; then
-        echo "bench: warning: CPU $cpu was $pct busy before the benchmark; other load makes the numbers noisy" >&2
+    if [ "$pct" -gt 15 ]; then
+        echo "bench: warning: CPU $cpu was $pct% busy before the benchmark; other load makes the numbers noisy" >&2
     fi
 done
 
