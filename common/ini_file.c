@@ -8,6 +8,18 @@
 
 #define LONG_VALUE_MARKER "\x01"
 
+int ini_parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
+    if (!*v || *v == '-' || *v == '+')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
 int ini_fail(ini_file_t *f, const char *fmt, ...) {
     if (f->failed)
         return 0;

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct ini_file {
@@ -38,5 +39,8 @@ int ini_file_parse(const char *path,
                    int (*on_option)(ini_file_t *f, void *user, const char *section, const char *name,
                                     const char *value),
                    void *user, char *err, size_t err_len);
+
+/* A whole decimal number in [min, max] (no sign, nothing after it); 0 or -1. */
+int ini_parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out);
 
 #endif

@@ -1,9 +1,9 @@
 #include "config.h"
 
 #include "../common/ini_file.h"
+#include "../common/net.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <limits.h>
 #include <libgen.h>
 #include <netinet/in.h>
@@ -20,18 +20,6 @@ typedef struct parse_state {
 /* Records the first error, at the line being parsed; returns 0 (stops inih). */
 #define failf(st, ...) ini_fail((st)->ini, __VA_ARGS__)
 
-static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
-    if (!*v || *v == '-' || *v == '+')
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || *end || n < min || n > max)
-        return -1;
-    *out = n;
-    return 0;
-}
-
 static int parse_bool(const char *v, bool *out) {
     static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
     for (int i = 0; i < 4; i++) {
@@ -43,48 +31,12 @@ static int parse_bool(const char *v, bool *out) {
     return -1;
 }
 
-int config_parse_address(const char *text, struct sockaddr_storage *out) {
-    char host[64];
-    const char *port_text;
-    memset(out, 0, sizeof *out);
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
-            return -1;
-        memcpy(host, text + 1, (size_t)(close - text - 1));
-        host[close - text - 1] = '\0';
-        port_text = close + 2;
-    } else {
-        const char *colon = strrchr(text, ':');
-        if (!colon || (size_t)(colon - text) >= sizeof host)
-            return -1;
-        memcpy(host, text, (size_t)(colon - text));
-        host[colon - text] = '\0';
-        port_text = colon + 1;
-    }
-    uint64_t port;
-    if (parse_u64(port_text, 0, 65535, &port) != 0)
-        return -1;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-    if (text[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-        return 0;
-    }
-    if (text[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        return 0;
-    }
-    return -1;
-}
 
 static int add_listen(parse_state_t *st, listen_addr_t *list, size_t *count, const char *value) {
     if (*count == CONFIG_MAX_LISTEN)
         return failf(st, "too many listen addresses (at most %d)", CONFIG_MAX_LISTEN);
     listen_addr_t *l = &list[*count];
-    if (strlen(value) >= sizeof l->text || config_parse_address(value, &l->addr) != 0)
+    if (strlen(value) >= sizeof l->text || net_parse_address(value, &l->addr) != 0)
         return failf(st, "bad address \"%s\" (want 127.0.0.1:8080 or [::1]:8080)", value);
     snprintf(l->text, sizeof l->text, "%s", value);
     l->line = st->ini->line;
@@ -184,7 +136,7 @@ static int add_receiver(parse_state_t *st, const char *value) {
             return failf(st, "receiver: name \"%s\" used twice", name);
     }
     config_receiver_t *r = &cfg->kvpsend_receivers[cfg->kvpsend_receiver_count];
-    if (config_parse_address(addr, &r->addr) != 0)
+    if (net_parse_address(addr, &r->addr) != 0)
         return failf(st, "receiver: bad address \"%s\" (want 127.0.0.1:5354 or [::1]:5354)", addr);
     if (!(r->psk_file = strdup(path)))
         return failf(st, "out of memory");
@@ -244,7 +196,7 @@ static int on_option(ini_file_t *f, void *user, const char *section, const char 
         if (strcmp(section, o->section) != 0 || strcmp(name, o->name) != 0)
             continue;
         uint64_t n;
-        if (parse_u64(value, o->min, o->max, &n) != 0) {
+        if (ini_parse_u64(value, o->min, o->max, &n) != 0) {
             return failf(st, "%s: want a whole number from %llu to %llu", name, (unsigned long long)o->min,
                          (unsigned long long)o->max);
         }

@@ -95,7 +95,5 @@ typedef struct config {
 /* Loads and validates path; on failure returns -1 with "FILE:LINE: reason" in err. */
 int config_load(config_t *cfg, const char *path, char *err, size_t err_len);
 void config_free(config_t *cfg);
-/* Parses "127.0.0.1:8080" or "[::1]:8080". */
-int config_parse_address(const char *text, struct sockaddr_storage *out);
 
 #endif

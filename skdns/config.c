@@ -1,9 +1,9 @@
 #include "config.h"
 
 #include "../common/ini_file.h"
+#include "../common/net.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,54 +20,11 @@ typedef struct parse_state {
 /* Records the first error, at the line being parsed; returns 0 (stops inih). */
 #define failf(st, ...) ini_fail((st)->ini, __VA_ARGS__)
 
-static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out) {
-    if (!*v || *v == '-' || *v == '+')
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || *end || n < min || n > max)
-        return -1;
-    *out = n;
-    return 0;
-}
-
-/* "127.0.0.1:5353" or "[::1]:5353". */
+/* "127.0.0.1:5353" or "[::1]:5353", kept as text too. */
 static int parse_address(const char *text, skdns_addr_t *out) {
-    char host[64];
-    const char *port_text;
     memset(out, 0, sizeof *out);
-    if (strlen(text) >= sizeof out->text)
+    if (strlen(text) >= sizeof out->text || net_parse_address(text, &out->addr) != 0)
         return -1;
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
-            return -1;
-        memcpy(host, text + 1, (size_t)(close - text - 1));
-        host[close - text - 1] = '\0';
-        port_text = close + 2;
-    } else {
-        const char *colon = strrchr(text, ':');
-        if (!colon || (size_t)(colon - text) >= sizeof host)
-            return -1;
-        memcpy(host, text, (size_t)(colon - text));
-        host[colon - text] = '\0';
-        port_text = colon + 1;
-    }
-    uint64_t port;
-    if (parse_u64(port_text, 0, 65535, &port) != 0)
-        return -1;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&out->addr;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->addr;
-    if (text[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-    } else if (text[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-    } else {
-        return -1;
-    }
     snprintf(out->text, sizeof out->text, "%s", text);
     return 0;
 }
@@ -112,7 +69,7 @@ static const num_option_t num_options[] = {
 
 static int set_number(parse_state_t *st, const num_option_t *o, const char *value) {
     uint64_t n;
-    if (parse_u64(value, o->min, o->max, &n) != 0)
+    if (ini_parse_u64(value, o->min, o->max, &n) != 0)
         return failf(st, "%s: want a whole number from %llu to %llu", o->name, (unsigned long long)o->min,
                      (unsigned long long)o->max);
     char *field = (char *)st->cfg + o->offset;
@@ -207,7 +164,7 @@ static int add_sender(parse_state_t *st, const char *value) {
         return failf(st, "sender: want \"ID PSKFILE\"");
     memcpy(id, value, idlen);
     id[idlen] = '\0';
-    if (parse_u64(id, 0, UINT32_MAX, &n) != 0)
+    if (ini_parse_u64(id, 0, UINT32_MAX, &n) != 0)
         return failf(st, "sender: the id must be a whole number below 2^32");
     for (size_t i = 0; i < cfg->n_senders; i++)
         if (cfg->senders[i].id == n)

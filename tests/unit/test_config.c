@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "../../server/config.h"
+#include "../../common/net.h"
 
 static char path[64];
 
@@ -82,14 +83,14 @@ static void missing_file(void **state) {
 static void addresses(void **state) {
     (void)state;
     struct sockaddr_storage a;
-    assert_int_equal(config_parse_address("0.0.0.0:0", &a), 0);
-    assert_int_equal(config_parse_address("[::]:443", &a), 0);
-    assert_int_equal(config_parse_address("[::ffff:127.0.0.1]:443", &a), 0);
-    assert_int_equal(config_parse_address("::1:443", &a), -1);
-    assert_int_equal(config_parse_address("127.0.0.1", &a), -1);
-    assert_int_equal(config_parse_address("127.0.0.1:-1", &a), -1);
-    assert_int_equal(config_parse_address("127.0.0.1:80x", &a), -1);
-    assert_int_equal(config_parse_address("[127.0.0.1]:80", &a), -1);
+    assert_int_equal(net_parse_address("0.0.0.0:0", &a), 0);
+    assert_int_equal(net_parse_address("[::]:443", &a), 0);
+    assert_int_equal(net_parse_address("[::ffff:127.0.0.1]:443", &a), 0);
+    assert_int_equal(net_parse_address("::1:443", &a), -1);
+    assert_int_equal(net_parse_address("127.0.0.1", &a), -1);
+    assert_int_equal(net_parse_address("127.0.0.1:-1", &a), -1);
+    assert_int_equal(net_parse_address("127.0.0.1:80x", &a), -1);
+    assert_int_equal(net_parse_address("[127.0.0.1]:80", &a), -1);
 }
 
 int main(void) {
