@@ -50,6 +50,26 @@ int agent_option(agent_t *a, int ch, const char *arg) {
     }
 }
 
+int agent_parse_options(agent_t *a, int argc, char **argv, void (*usage)(FILE *), const struct option *opts, bool *check) {
+    int ch;
+    optind = 1;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (agent_option(a, ch, optarg))
+            continue;
+        if (ch == 'k' && check) {
+            *check = true;
+            continue;
+        }
+        if (ch == 'h') {
+            usage(stdout);
+            return -1;
+        }
+        return agent_usage_error(a, ch, argv);
+    }
+    return AGENT_OK;
+}
+
 int agent_usage_error(agent_t *a, int ch, char **argv) {
     if (ch == ':')
         fprintf(stderr, "%s: %s needs a value (see --help)\n", a->me, argv[optind - 1]);

@@ -69,6 +69,11 @@ void agent_init(agent_t *a, const char *me);
 void agent_free(agent_t *a);
 /* Handles a common option: 1 when it was one, 0 when not. */
 int agent_option(agent_t *a, int ch, const char *arg);
+/* Parses the options of a command that takes the common ones, -h and (when
+ * check is not NULL) --check: AGENT_OK, AGENT_USAGE, or -1 once --help has
+ * been answered. opts: AGENT_LONG_OPTIONS and the command's own. */
+int agent_parse_options(agent_t *a, int argc, char **argv, void (*usage)(FILE *), const struct option *opts,
+                        bool *check);
 /* Reports a getopt error ('?' or ':'); returns AGENT_USAGE. */
 int agent_usage_error(agent_t *a, int ch, char **argv);
 /* AGENT_OK when running as root, else prints why and returns AGENT_NOT_ROOT. */

@@ -45,28 +45,6 @@ static int unlock_one(agent_t *a, const char *device, const char *mountpoint) {
 static const char no_dm[] = "device-mapper is not available here (/dev/mapper/control): cannot map %s "
                             "(sk check %s tests the key without it)";
 
-/* The options of the three commands (check: --check, automount's only):
- * AGENT_OK, AGENT_USAGE, or -1 once --help has been answered. */
-static int parse(agent_t *a, int argc, char **argv, void (*usage)(FILE *), const struct option *opts, bool *check) {
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (agent_option(a, ch, optarg))
-            continue;
-        if (ch == 'k' && check) {
-            *check = true;
-            continue;
-        }
-        if (ch == 'h') {
-            usage(stdout);
-            return -1;
-        }
-        return agent_usage_error(a, ch, argv);
-    }
-    return AGENT_OK;
-}
-
 static void mount_usage(FILE *out) {
     fprintf(out, "Usage: sk mount [OPTIONS] DEVICE MOUNTPOINT\n"
                  "\n"
@@ -82,7 +60,7 @@ int sk_mount(int argc, char **argv) {
     static const struct option opts[] = {AGENT_LONG_OPTIONS, {0}};
     agent_t a;
     agent_init(&a, argv[0]);
-    int rc = parse(&a, argc, argv, mount_usage, opts, NULL);
+    int rc = agent_parse_options(&a, argc, argv, mount_usage, opts, NULL);
     if (rc != AGENT_OK)
         return rc < 0 ? AGENT_OK : rc;
     if (argc - optind != 2)
@@ -116,7 +94,7 @@ int sk_check(int argc, char **argv) {
     static const struct option opts[] = {AGENT_LONG_OPTIONS, {0}};
     agent_t a;
     agent_init(&a, argv[0]);
-    int rc = parse(&a, argc, argv, check_usage, opts, NULL);
+    int rc = agent_parse_options(&a, argc, argv, check_usage, opts, NULL);
     if (rc != AGENT_OK)
         return rc < 0 ? AGENT_OK : rc;
     if (argc - optind != 1)
@@ -157,7 +135,7 @@ int sk_automount(int argc, char **argv) {
     agent_t a;
     agent_init(&a, argv[0]);
     bool check = false;
-    int rc = parse(&a, argc, argv, automount_usage, opts, &check);
+    int rc = agent_parse_options(&a, argc, argv, automount_usage, opts, &check);
     if (rc != AGENT_OK)
         return rc < 0 ? AGENT_OK : rc;
     if (argc != optind)

@@ -25,18 +25,9 @@ int sk_umount(int argc, char **argv) {
     static const struct option opts[] = {AGENT_LONG_OPTIONS, {0}};
     agent_t a;
     agent_init(&a, argv[0]);
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (agent_option(&a, ch, optarg))
-            continue;
-        if (ch == 'h') {
-            usage(stdout);
-            return AGENT_OK;
-        }
-        return agent_usage_error(&a, ch, argv);
-    }
+    int parsed = agent_parse_options(&a, argc, argv, usage, opts, NULL);
+    if (parsed != AGENT_OK)
+        return parsed < 0 ? AGENT_OK : parsed;
     if (argc - optind != 1)
         return agent_fail(&a, AGENT_USAGE, "want exactly one MOUNTPOINT (see --help)");
     int rc = agent_require_root(&a);
