@@ -72,59 +72,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Waits until NAME (PIDS[NAME], log LOG) passes the check "$@", or fails.
-wait_until() {
-    local name=$1 log=$2
-    shift 2
-    for _ in $(seq 150); do
-        kill -0 "${PIDS[$name]}" 2>/dev/null || {
-            tail -n 20 "$log" >&2
-            unset "PIDS[$name]"
-            die "$name exited during start-up; its log ($log) is above"
-        }
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2
-    die "$name did not come up within 15 s; its log ($log) is above"
-}
-
-dns_up() { kdig @127.0.0.1 -p "$1" +norec +timeout=1 +retry=0 SOA sk.test. | grep -q 'status: NOERROR'; }
 http_up() { curl -s -o /dev/null --max-time 1 "$@"; }
-
-make_psk() {
-    local f=$TMP/$1.psk
-    (
-        umask 077
-        od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$f"
-        echo >>"$f"
-    )
-    echo "$f"
-}
-
-start_skdns() {
-    local name=$1 ports psk
-    read -r -a ports <<<"$(free_ports 2)"
-    psk=$(make_psk "$name")
-    DNS_PORT[$name]=${ports[0]}
-    KV_PORT[$name]=${ports[1]}
-    PSK[$name]=$psk
-    cat >"$TMP/$name.conf" <<EOF
-[dns]
-listen = 127.0.0.1:${ports[0]}
-zone = sk.test.
-ns = ns1.sk.test. 127.0.0.1
-rate_limit = 0
-[kvpsync]
-listen = 127.0.0.1:${ports[1]}
-sender = 1 $psk
-[log]
-level = warn
-EOF
-    "$SKDNS" -c "$TMP/$name.conf" 2>"$TMP/$name.log" &
-    PIDS[$name]=$!
-    wait_until "$name" "$TMP/$name.log" dns_up "${ports[0]}"
-}
 
 start_skd() {
     local ports

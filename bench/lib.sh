@@ -76,3 +76,64 @@ busy_pct() {
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
+
+# The helpers below use the caller's TMP, SKDNS and associative arrays PIDS
+# (name -> pid), DNS_PORT, KV_PORT and PSK.
+
+# Waits until NAME (PIDS[NAME], log LOG) passes the check "$@", or fails.
+wait_until() {
+    local name=$1 log=$2
+    shift 2
+    for _ in $(seq 150); do
+        kill -0 "${PIDS[$name]}" 2>/dev/null || {
+            tail -n 20 "$log" >&2
+            unset "PIDS[$name]"
+            die "$name exited during start-up; its log ($log) is above"
+        }
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    die "$name did not come up within 15 s; its log ($log) is above"
+}
+
+# Whether the DNS server on loopback port $1 answers the zone's SOA.
+dns_up() { kdig @127.0.0.1 -p "$1" +norec +timeout=1 +retry=0 SOA sk.test. | grep -q 'status: NOERROR'; }
+
+# A fresh kvpsync key file TMP/NAME.psk (mode 0600); prints its path.
+make_psk() {
+    local f=$TMP/$1.psk
+    (
+        umask 077
+        od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$f"
+        echo >>"$f"
+    )
+    echo "$f"
+}
+
+# skdns NAME: DNS on a free port (DNS_PORT[NAME]), kvpsync on another
+# (KV_PORT[NAME]), sender 1 with key file PSK[NAME].
+start_skdns() {
+    local name=$1 ports psk
+    read -r -a ports <<<"$(free_ports 2)"
+    psk=$(make_psk "$name")
+    DNS_PORT[$name]=${ports[0]}
+    KV_PORT[$name]=${ports[1]}
+    PSK[$name]=$psk
+    cat >"$TMP/$name.conf" <<EOF
+[dns]
+listen = 127.0.0.1:${ports[0]}
+zone = sk.test.
+ns = ns1.sk.test. 127.0.0.1
+caa_issue = pebble.test
+rate_limit = 0
+[kvpsync]
+listen = 127.0.0.1:${ports[1]}
+sender = 1 $psk
+[log]
+level = warn
+EOF
+    "$SKDNS" -c "$TMP/$name.conf" 2>"$TMP/$name.log" &
+    PIDS[$name]=$!
+    wait_until "$name" "$TMP/$name.log" dns_up "${ports[0]}"
+}

@@ -117,61 +117,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A kvpsync key file (64 hex digits, mode 0600); prints its path.
-make_psk() {
-    local f=$TMP/$1.psk
-    (
-        umask 077
-        od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$f"
-        echo >>"$f"
-    )
-    echo "$f"
-}
-
-# Waits until the DNS server NAME on PORT answers the apex SOA, or fails.
-wait_dns() {
-    local name=$1 port=$2 log=$3
-    for _ in $(seq 100); do
-        kill -0 "${PIDS[$name]}" 2>/dev/null || {
-            tail -n 20 "$log" >&2
-            unset "PIDS[$name]"
-            die "$name exited during start-up; its log ($log) is above"
-        }
-        kdig @127.0.0.1 -p "$port" +norec +timeout=1 +retry=0 SOA sk.test. 2>/dev/null | grep -q 'status: NOERROR' &&
-            return 0
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2
-    die "$name does not answer on 127.0.0.1:$port within 10 s; its log ($log) is above"
-}
-
-# skdns NAME: DNS on a free port (DNS_PORT[NAME]), kvpsync on another
-# (KV_PORT[NAME]), sender 1 with key file PSK[NAME].
-start_skdns() {
-    local name=$1 ports psk
-    read -r -a ports <<<"$(free_ports 2)"
-    psk=$(make_psk "$name")
-    DNS_PORT[$name]=${ports[0]}
-    KV_PORT[$name]=${ports[1]}
-    PSK[$name]=$psk
-    cat >"$TMP/$name.conf" <<EOF
-[dns]
-listen = 127.0.0.1:${ports[0]}
-zone = sk.test.
-ns = ns1.sk.test. 127.0.0.1
-caa_issue = pebble.test
-rate_limit = 0
-[kvpsync]
-listen = 127.0.0.1:${ports[1]}
-sender = 1 $psk
-[log]
-level = warn
-EOF
-    "$SKDNS" -c "$TMP/$name.conf" 2>"$TMP/$name.log" &
-    PIDS[$name]=$!
-    wait_dns "$name" "${ports[0]}" "$TMP/$name.log"
-}
-
 # skd sending to d1 and d2; SKD_PORT, SKD_ADMIN. Waits for its admin listener.
 start_skd() {
     local ports code=""
@@ -256,7 +201,7 @@ zone:
 EOF
     "${SERVER_PIN[@]}" knotd -c "$TMP/knot/knot.conf" 2>"$TMP/knot.log" &
     PIDS[knot]=$!
-    wait_dns knot "$KNOT_PORT" "$TMP/knot.log"
+    wait_until knot "$TMP/knot.log" dns_up "$KNOT_PORT"
 }
 
 # Pins every thread of PID to CPUS (no-op without pinning).
