@@ -5,10 +5,11 @@
  * audit_submit() signs the event (unless another thread is signing for the
  * tenant: then it only queues it) and returns without waiting for the disk,
  * so that a worker goes back to the HSM: records are signed per tenant in
- * chain order (tenants in parallel), a writer
- * thread makes them durable in batches (group commit: temporary files
- * written and synced, renamed in order, one directory fsync per tenant and
- * batch), and the outcome comes back on the loop thread. If writing fails,
+ * chain order (tenants in parallel), a writer thread (below the workers'
+ * priority, so that its batches grow when the CPUs are busy) makes them
+ * durable in batches (audit/files.h: temporary files written and synced,
+ * renamed in order, one directory fsync per tenant and batch), and the
+ * outcome comes back on the loop thread. If writing fails,
  * the call fails (no audit, no secret) and the chain goes back to its last
  * durable record, so numbers have no gap and are never reused.
  * Nothing here may hold a secret: RSA keys appear as fingerprints, blobs as

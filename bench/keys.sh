@@ -58,6 +58,7 @@ set -euo pipefail
 bench_build_dir "$@"
 SKD=$BUILD_DIR/skd
 CEILING=$BUILD_DIR/bench/hsm_ceiling
+AUDIT_FILES=$BUILD_DIR/bench/audit_files
 HERE=$(cd "$(dirname "$0")" && pwd)
 LUA=$HERE/keys.lua
 DURATION=${BENCH_SECONDS:-10}
@@ -78,6 +79,7 @@ VOLUME=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
 
 [ -x "$SKD" ] || die "$SKD not found or not executable (build first: make build)"
 [ -x "$CEILING" ] || die "$CEILING not found or not executable (build first: make build)"
+[ -x "$AUDIT_FILES" ] || die "$AUDIT_FILES not found or not executable (build first: make build)"
 [ -f "$LUA" ] || die "$LUA not found"
 [ -f "$MODULE" ] || die "PKCS#11 module $MODULE not found (scripts/deps.sh installs softhsm2)"
 for tool in wrk curl jq openssl softhsm2-util python3; do
@@ -367,7 +369,7 @@ wrk_rate() {
 
 # Results, keyed "op,conns,round" (closed-loop sweep) and "op,round" (peak
 # against ceiling, half the peak).
-declare -A RPS P50 P99 CPUOP BUSY PEAK_C RATIO
+declare -A RPS P50 P99 CPUOP BUSY PEAK_C RATIO AC_BATCH FILES_US
 declare -A PEAK PEAK_CPU HALF_RATE HALF_RPS HALF_P50 HALF_P99 HALF_BUSY
 declare -A CEIL_RPS CEIL_CPU CEIL_P50 CEIL_P99
 declare -A AC_RPS AC_CPU AC_RATIO AC_CPU_RATIO
@@ -481,6 +483,11 @@ audit_cost() {
         measure "$op" "$c" 0 "$TMP/wrk-$op-audit$a-$round.txt"
         stop_server
         check_audit
+        if [ "$a" = 1 ]; then
+            # skd logs at shutdown: "audit: N records written in M batches (X per batch)"
+            AC_BATCH[$op,$round]=$(sed -n 's/.*records written in [0-9]* batches (\([0-9.]*\) per batch).*/\1/p' \
+                "$TMP/skd.log" | tail -n 1)
+        fi
         AC_RPS[$op,$a,$round]=$M_RPS
         AC_CPU[$op,$a,$round]=$M_CPUOP
         ceiling "$op" "$round" "$op,a$a,$round"
@@ -577,8 +584,14 @@ for round in $(seq "$REPEAT"); do
     done
 done
 
-# Part 3: the audit's cost against its one extra signature.
+# Part 3: the audit's cost against its one extra signature, and the floor of
+# that cost on this filesystem: the record files alone (bench/audit_files,
+# the writer's own code), per record at 1, 4 and 16 records per batch.
 if [ "$AUDIT_COST" = 1 ]; then
+    "$AUDIT_FILES" "$AUDIT_ROOT/files" 2000 1 4 16 >"$TMP/audit-files.txt" || die "bench/audit_files failed"
+    for b in 1 4 16; do
+        FILES_US[$b]=$(awk -v b="$b" '$2 == "batch=" b { split($5, a, "="); print a[2] }' "$TMP/audit-files.txt")
+    done
     for round in $(seq "$REPEAT"); do
         for op in "${OPS[@]}"; do
             audit_cost "$op" "$round"
@@ -640,5 +653,11 @@ for op in "${OPS[@]}"; do
         printf '  same in CPU     %6s (skd cpu/op %sus off, %sus on; ceiling %sus, %sus)%s\n' "$(med AC_CPU_RATIO "$op")" \
             "$(med AC_CPU "$op,0")" "$(med AC_CPU "$op,1")" "$(med CEIL_CPU "$op,a0")" "$(med CEIL_CPU "$op,a1")" \
             "$(runs AC_CPU_RATIO "$op")"
+        sig=$(awk -v a="$(med CEIL_CPU "$op,a1")" -v b="$(med CEIL_CPU "$op,a0")" 'BEGIN { print a - b }')
+        printf '  records/batch   %6s (skd at c=%s, audit on)%s\n' "$(med AC_BATCH "$op")" "$c" "$(runs AC_BATCH "$op")"
+        printf '  files alone     %s/%s/%sus of machine time per record at 1/4/16 per batch = %s of the signature (%sus); the goal leaves 0.10 for everything but the signature\n' \
+            "${FILES_US[1]}" "${FILES_US[4]}" "${FILES_US[16]}" \
+            "$(awk -v s="$sig" -v a="${FILES_US[1]}" -v b="${FILES_US[4]}" -v c="${FILES_US[16]}" \
+                'BEGIN { if (s > 0) printf "%.2f/%.2f/%.2f", a / s, b / s, c / s; else print "?" }')" "$sig"
     fi
 done

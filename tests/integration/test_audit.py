@@ -265,6 +265,39 @@ class AuditTest(unittest.TestCase):
         finally:
             run(["umount", small])
 
+    def test_5_leftovers_of_a_crash(self):
+        # What a crash can leave besides the records: the temporary name of a
+        # record already renamed (the crash came before the directory sync)
+        # and unfinished temporary files after the head.
+        files = self.records()
+        if not files:
+            srv = self.server()
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            self.assertEqual(self.call(conn, "generate-secret", self.generate_body())[0], 200)
+            conn.close()
+            srv.__exit__(None, None, None)
+            files = self.records()
+        head = files[-1]
+        head_seq = int(os.path.basename(head)[:9])
+        d = os.path.dirname(head)
+        shutil.copyfile(head, head + ".tmp")
+        with open(os.path.join(d, "%09d.json.tmp" % (head_seq + 1)), "wb") as f:
+            f.write(open(head, "rb").read()[:100])  # cut short
+        with open(os.path.join(d, "%09d.json.tmp" % (head_seq + 3)), "wb") as f:
+            f.write(b"")
+        srv = self.server()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            st, obj = self.call(conn, "generate-secret", self.generate_body())
+            self.assertEqual(st, 200, obj)
+            self.assertEqual(obj["audit_seq"], head_seq + 1)
+            conn.close()
+        finally:
+            srv.__exit__(None, None, None)
+        self.assertEqual([n for n in os.listdir(d) if not n.endswith(".json")], [])
+        self.assert_contiguous()
+        self.assert_sk_verify()
+
 
 if __name__ == "__main__":
     skdtest.main()
