@@ -31,7 +31,10 @@
 #                  audit off and on at part 1's best concurrency and the
 #                  ceiling without and with the record's signature; prints
 #                  the audit's cost per call against its one extra signature
-#                  (goal: at most 1.1 times); 0: skip it
+#                  (goal: at most 1.1 times), skd's records per batch (from
+#                  its log), and the floor: bench/audit_files, the record
+#                  files alone on the audit directory's filesystem at 1, 4
+#                  and 16 per batch, as a share of the signature; 0: skip it
 #   BENCH_AUDIT_DIR  where the audit records go (default: the temporary
 #                  directory, under TMPDIR or /tmp); e.g. /dev/shm to take the
 #                  disk out of the measurement. A new directory per skd start,
