@@ -76,7 +76,7 @@ struct audit {
     bool writer_started;
     uv_async_t async;
     bool loop_gone; /* audit_close: outcomes run there, not on the loop */
-    uint64_t records_written, batches_written; /* logged at close */
+    audit_counters_t counters;
 };
 
 static void plist_push(plist_t *l, pending_t *p) {
@@ -334,6 +334,8 @@ static void free_pending(pending_t *p) {
 /* Hands p's outcome to the loop thread. Called with the lock held. */
 static void complete_locked(audit_t *a, pending_t *p, int rc) {
     p->rc = rc;
+    if (rc != 0)
+        a->counters.records_failed++;
     plist_push(&a->completed, p);
     if (!a->loop_gone)
         uv_async_send(&a->async);
@@ -445,9 +447,9 @@ static void write_group(audit_t *a, chain_t *c, pending_t *group) {
     pthread_mutex_lock(&a->lock);
     if (rc == 0 || rc == -2) {
         /* Durable under our directory: the chain stands. */
-        a->batches_written++;
+        a->counters.batches_written++;
         for (pending_t *p = group; p; p = p->next)
-            a->records_written++;
+            a->counters.records_written++;
         c->durable_seq = last->seq;
         hex_sha256(last->text, strlen(last->text) - 1, c->durable_hash);
     } else {
@@ -599,9 +601,11 @@ void audit_close(audit_t *a) {
     a->loop_gone = true;
     pthread_mutex_unlock(&a->lock);
     stop_threads(a);
-    if (a->batches_written)
-        log_info("audit: %llu records written in %llu batches (%.1f per batch)", (unsigned long long)a->records_written,
-                 (unsigned long long)a->batches_written, (double)a->records_written / (double)a->batches_written);
+    const audit_counters_t *n = &a->counters;
+    if (n->batches_written)
+        log_info("audit: %llu records written in %llu batches (%.1f per batch), %llu failed",
+                 (unsigned long long)n->records_written, (unsigned long long)n->batches_written,
+                 (double)n->records_written / (double)n->batches_written, (unsigned long long)n->records_failed);
     run_completed(a);
     for (chain_t *c = a->chains, *next; c; c = next) {
         next = c->next;
@@ -613,6 +617,12 @@ void audit_close(audit_t *a) {
     free(a->signers);
     free(a->dir);
     free(a);
+}
+
+void audit_get_counters(audit_t *a, audit_counters_t *out) {
+    pthread_mutex_lock(&a->lock);
+    *out = a->counters;
+    pthread_mutex_unlock(&a->lock);
 }
 
 /* Called with the lock held. */

@@ -56,6 +56,14 @@ void audit_close(audit_t *a);
  * tenants' calls fail until an operator repairs them). Blocks. */
 int audit_recover_all(audit_t *a);
 
+/* What the writer has done so far. Any thread. */
+typedef struct audit_counters {
+    uint64_t records_written;
+    uint64_t batches_written;
+    uint64_t records_failed; /* could not be signed or written: their calls failed */
+} audit_counters_t;
+void audit_get_counters(audit_t *a, audit_counters_t *out);
+
 /* On the loop thread: status 0 once the record is durable (seq is its
  * number), -1 if it could not be made durable: the call must then fail. */
 typedef void (*audit_done_fn)(int status, uint64_t seq, void *arg);

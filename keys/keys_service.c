@@ -150,6 +150,16 @@ static bool healthy(void *ctx) {
     return ((keys_service_t *)ctx)->ready;
 }
 
+static void audit_metrics(void *ctx, metrics_t *m) {
+    keys_service_t *ks = ctx;
+    audit_counters_t n;
+    audit_get_counters(ks->audit, &n);
+    m->audit = (metrics_audit_t){.enabled = true,
+                                 .records_total = n.records_written,
+                                 .batches_total = n.batches_written,
+                                 .failures_total = n.records_failed};
+}
+
 int keys_service_init(keys_service_t *ks, server_t *s, store_t *store, const config_t *cfg) {
     memset(ks, 0, sizeof *ks);
     ks->server = s;
@@ -184,6 +194,8 @@ int keys_service_init(keys_service_t *ks, server_t *s, store_t *store, const con
             return -1;
         }
         log_info("audit records under %s", dir);
+        s->metrics_refresh = audit_metrics;
+        s->metrics_ctx = ks;
     }
     ks->locked = mmap(NULL, KEYS_SECRET_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ks->locked == MAP_FAILED) {

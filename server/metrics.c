@@ -69,6 +69,13 @@ int metrics_render(const metrics_t *m, buf_t *o) {
     gauge(o, "skd_worker_jobs_total", "counter", "Jobs completed by the worker pool.", m->worker_jobs_total);
     gauge(o, "skd_worker_jobs_rejected_total", "counter", "Jobs refused because the queue was full.",
           m->worker_jobs_rejected);
+    if (m->audit.enabled) {
+        gauge(o, "skd_audit_records_total", "counter", "Audit records made durable.", m->audit.records_total);
+        gauge(o, "skd_audit_batches_total", "counter", "Batches (flushes) that made audit records durable.",
+              m->audit.batches_total);
+        gauge(o, "skd_audit_failures_total", "counter",
+              "Calls failed because their audit record could not be signed or written.", m->audit.failures_total);
+    }
     if (m->acme.enabled) {
         buf_append_str(o, "# HELP skd_acme_state The state of skd's own certificate (ACME).\n"
                           "# TYPE skd_acme_state gauge\n");

@@ -28,6 +28,14 @@ typedef struct metrics_acme {
     uint64_t failures_total;   /* attempts that failed */
 } metrics_acme_t;
 
+/* The audit writer (audit/audit.c); rendered when enabled. */
+typedef struct metrics_audit {
+    bool enabled;
+    uint64_t records_total;  /* made durable */
+    uint64_t batches_total;  /* flushes that made them durable */
+    uint64_t failures_total; /* calls failed for want of their record */
+} metrics_audit_t;
+
 typedef struct metrics {
     metrics_series_t series[METRICS_MAX_SERIES];
     size_t nseries;
@@ -43,6 +51,7 @@ typedef struct metrics {
     uint64_t worker_jobs_total;
     uint64_t worker_jobs_rejected;
     metrics_acme_t acme;
+    metrics_audit_t audit;
 } metrics_t;
 
 void metrics_init(metrics_t *m);

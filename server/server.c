@@ -28,6 +28,8 @@ static void handle_metrics(http_request_t *req, void *ctx) {
         http_respond_error(req, 500, "Out of memory");
         return;
     }
+    if (s->metrics_refresh)
+        s->metrics_refresh(s->metrics_ctx, &s->metrics);
     metrics_render(&s->metrics, &resp->body);
     resp->content_type = "text/plain; version=0.0.4";
     http_respond(req, resp);

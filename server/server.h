@@ -32,6 +32,10 @@ typedef struct listener {
  * its session pool in here); NULL means always. */
 typedef bool (*server_health_fn)(void *ctx);
 
+/* Copies counters kept elsewhere (other threads' state) into m before GET
+ * /metrics renders it; NULL means none. Loop thread. */
+typedef void (*server_metrics_fn)(void *ctx, metrics_t *m);
+
 typedef struct server {
     uv_loop_t *loop;
     const config_t *cfg;
@@ -48,6 +52,8 @@ typedef struct server {
     metrics_t metrics;
     server_health_fn health;
     void *health_ctx;
+    server_metrics_fn metrics_refresh;
+    void *metrics_ctx;
     bool stopping;
     int exit_code; /* set by server_fail() */
     uv_signal_t sigterm, sigint, sighup;

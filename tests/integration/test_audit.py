@@ -90,6 +90,10 @@ class AuditTest(unittest.TestCase):
             self.assertEqual(st, 400, bad)
             self.assertEqual(bad["message"], "Bad parameters")
             conn.close()
+            m = srv.metrics()
+            self.assertEqual(m.get("skd_audit_records_total"), 3)  # the failed call has its record too
+            self.assertGreaterEqual(m.get("skd_audit_batches_total"), 1)
+            self.assertEqual(m.get("skd_audit_failures_total"), 0)
         finally:
             srv.__exit__(None, None, None)
         files = self.assert_contiguous()
@@ -231,6 +235,8 @@ class AuditTest(unittest.TestCase):
             self.assertEqual(st, 200, after)
             self.assertEqual(after["audit_seq"], before["audit_seq"] + 1)  # no gap, no reuse of a written one
             conn.close()
+            m = srv.metrics()
+            self.assertEqual((m.get("skd_audit_records_total"), m.get("skd_audit_failures_total")), (2, 1))
         finally:
             srv.__exit__(None, None, None)
         self.assertIn("cannot write records", srv.log())
