@@ -61,16 +61,9 @@ cleanup() {
         SERVER_PID=${PIDS[$name]}
         stop_server
     done
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
+    finish "$rc" "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 http_up() { curl -s -o /dev/null --max-time 1 "$@"; }
 

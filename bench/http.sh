@@ -63,16 +63,9 @@ cleanup() {
         wait "$WRK_PID" 2>/dev/null || true
     fi
     stop_server
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
+    finish "$rc" "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # Waits until http://127.0.0.1:PORT/healthcheck answers 204 (the server is up
 # and answers what we benchmark), or fails.

@@ -130,17 +130,12 @@ cleanup() {
         fi
     done
     stop_server
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: kept $TMP" >&2
-        [ "$AUDIT_ROOT" = "$TMP/audit" ] || echo "bench: kept $AUDIT_ROOT" >&2
-    else
-        rm -rf "$TMP" "$AUDIT_ROOT"
+    if [ "$AUDIT_ROOT" = "$TMP/audit" ]; then
+        finish "$rc" "$TMP"
     fi
-    exit "$rc"
+    finish "$rc" "$TMP" "$AUDIT_ROOT"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---- the stack ----
 

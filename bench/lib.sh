@@ -137,3 +137,25 @@ EOF
     PIDS[$name]=$!
     wait_until "$name" "$TMP/$name.log" dns_up "${ports[0]}"
 }
+
+# The end of every script's cleanup: removes the given temporary directories
+# (kept with BENCH_KEEP=1), then exits with status RC. finish RC DIR...
+finish() {
+    local rc=$1 dir
+    shift
+    for dir in "$@"; do
+        if [ "${BENCH_KEEP:-0}" = 1 ]; then
+            echo "bench: kept $dir" >&2
+        else
+            rm -rf "$dir"
+        fi
+    done
+    exit "$rc"
+}
+
+# Runs the script's cleanup function on exit, also after Ctrl-C (130) or TERM (143).
+trap_cleanup() {
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

@@ -106,16 +106,9 @@ cleanup() {
         SERVER_PID=${PIDS[$name]}
         stop_server
     done
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
+    finish "$rc" "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # skd sending to d1 and d2; SKD_PORT, SKD_ADMIN. Waits for its admin listener.
 start_skd() {
