@@ -8,21 +8,10 @@
 #include <string.h>
 
 #include "../../acme/acme.h"
+#include "../support/acme_test_cert.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* A leaf with an authority key id, for revokeCert and renewalInfo. */
-static const char CERT_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBYzCCAQigAwIBAgIFAIdlQyEwCgYIKoZIzj0EAwIwDjEMMAoGA1UEAwwDYXJp\n"
-    "MB4XDTI2MTEyMjE4MTEzOVoXDTM2MTExOTE4MTEzOVowDjEMMAoGA1UEAwwDYXJp\n"
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjCLffoniQQNvsVOxwcmznICqKHKn\n"
-    "DWx2cRWtxi/WGeU0kYwFA8Wt8aUdTRkIA0AhRfF5bskpP403FBTJTOkSCKNTMFEw\n"
-    "HQYDVR0OBBYEFOkWrDekHnET1XQNAHF9NPFvpDrSMA8GA1UdEwEB/wQFMAMBAf8w\n"
-    "HwYDVR0jBBgwFoAU6RasN6QecRPVdA0AcX008W+kOtIwCgYIKoZIzj0EAwIDSQAw\n"
-    "RgIhALBS/XUU46Dw/W51sZOlWDenuH8nIGfROo2dmJVlCXhUAiEAxGF6rs2xt+DQ\n"
-    "P6Pl8XKiyY+G2jVQGYVk2GvR3mcA86E=\n"
-    "-----END CERTIFICATE-----\n";
 
 static const int STATUSES[] = {200, 201, 204, 400, 403, 404, 429, 500, 503};
 
@@ -39,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                          .order_url = size && (data[0] & 1) ? "https://ca.test/o/1" : NULL,
                          .op = op,
                          .account_url = op == ACME_OP_ISSUE ? NULL : "https://ca.test/a/1",
-                         .cert_pem = CERT_PEM,
-                         .cert_pem_len = sizeof CERT_PEM - 1,
+                         .cert_pem = ACME_TEST_CERT_PEM,
+                         .cert_pem_len = sizeof ACME_TEST_CERT_PEM - 1,
                          .new_account_key = new_key,
                          .eab_kid = size && (data[0] & 8) ? "kid" : NULL,
                          .eab_hmac_key = "c2VjcmV0"};

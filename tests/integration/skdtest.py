@@ -1332,3 +1332,63 @@ def main():
     print("%d skipped; %.1f s" % (skipped, time.monotonic() - start))
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(0 if failed == 0 else 1)
+
+
+# ---------------------------------------------------------------- pebble (ACME test server)
+
+PEBBLE = "/usr/bin/pebble"
+
+
+def make_tls_cert(directory):
+    """A self-signed certificate for 127.0.0.1 and localhost (pebble's listener; also the CA bundle)."""
+    cert, key = os.path.join(directory, "pebble-cert.pem"), os.path.join(directory, "pebble-key.pem")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=pebble test",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True)
+    return cert, key
+
+
+class Pebble:
+    """pebble on free loopback ports, resolving through dns_port."""
+
+    def __init__(self, directory, dns_port, env=None, config=None):
+        self.dir = directory
+        self.cert, self.key = make_tls_cert(directory)
+        self.port, self.mgmt = free_port(), free_port()
+        conf = os.path.join(directory, "pebble-%d.json" % self.port)
+        settings = {"listenAddress": "127.0.0.1:%d" % self.port,
+                    "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
+                    "certificate": self.cert, "privateKey": self.key,
+                    "httpPort": free_port(), "tlsPort": free_port(),
+                    "ocspResponderURL": "", "externalAccountBindingRequired": False}
+        settings.update(config or {})
+        with open(conf, "w") as f:
+            json.dump({"pebble": settings}, f)
+        e = dict(os.environ, PEBBLE_VA_NOSLEEP="1")
+        e.update(env or {})
+        self.log_path = os.path.join(directory, "pebble-%d.log" % self.port)
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen([PEBBLE, "-config", conf, "-dnsserver", "127.0.0.1:%d" % dns_port,
+                                          "-strict"], stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=e)
+        if not wait_port("127.0.0.1", self.port, 15, self.proc) or not wait_port("127.0.0.1", self.mgmt, 15,
+                                                                                 self.proc):
+            self.stop()
+            raise AssertionError("pebble did not start:\n" + self.log())
+        self.directory = "https://127.0.0.1:%d/dir" % self.port
+        self.root = os.path.join(directory, "pebble-root-%d.pem" % self.port)
+        p = curl("-sf", "--cacert", self.cert, "-o", self.root, "https://127.0.0.1:%d/roots/0" % self.mgmt)
+        if p.returncode != 0:
+            raise AssertionError("no pebble root: %r" % p)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

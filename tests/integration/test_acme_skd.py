@@ -28,60 +28,11 @@ import time
 import unittest
 
 import skdtest
-from skdtest import SKD, ZONE, Server, Skdns, free_port, psk_file, render_config, run, wait_for, wait_port
+from skdtest import SKD, ZONE, Pebble, Server, Skdns, free_port, psk_file, render_config, run, wait_for, wait_port
 
-PEBBLE = "/usr/bin/pebble"
 NAME = "api." + ZONE.rstrip(".")
 VALIDITY_S = 60
 RENEW_BEFORE_MS = 45000  # renewal 15 s into a 60 s certificate
-
-
-def make_tls_cert(directory):
-    """pebble's own listener certificate (also the CA bundle skd trusts it with)."""
-    cert, key = os.path.join(directory, "pebble-cert.pem"), os.path.join(directory, "pebble-key.pem")
-    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=pebble test",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True)
-    return cert, key
-
-
-class Pebble:
-    """pebble on free loopback ports, resolving through dns_port; short-lived certificates."""
-
-    def __init__(self, directory, dns_port, validity=VALIDITY_S):
-        self.cert, self.key = make_tls_cert(directory)
-        self.port, self.mgmt = free_port(), free_port()
-        conf = os.path.join(directory, "pebble.json")
-        with open(conf, "w") as f:
-            json.dump({"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
-                                  "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
-                                  "certificate": self.cert, "privateKey": self.key,
-                                  "httpPort": free_port(), "tlsPort": free_port(), "ocspResponderURL": "",
-                                  "externalAccountBindingRequired": False,
-                                  "certificateValidityPeriod": validity}}, f)
-        self.log_path = os.path.join(directory, "pebble.log")
-        with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen([PEBBLE, "-config", conf, "-dnsserver", "127.0.0.1:%d" % dns_port,
-                                          "-strict"], stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
-                                         env=dict(os.environ, PEBBLE_VA_NOSLEEP="1"))
-        if not (wait_port("127.0.0.1", self.port, 15, self.proc) and wait_port("127.0.0.1", self.mgmt, 15,
-                                                                               self.proc)):
-            self.stop()
-            raise AssertionError("pebble did not start")
-        self.directory = "https://127.0.0.1:%d/dir" % self.port
-        self.root = os.path.join(directory, "pebble-root.pem")
-        p = skdtest.curl("-sf", "--cacert", self.cert, "-o", self.root, "https://127.0.0.1:%d/roots/0" % self.mgmt)
-        if p.returncode != 0:
-            raise AssertionError("no pebble root: %r" % p)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def serial(port):
@@ -100,7 +51,7 @@ class SkdAcme(unittest.TestCase):
         try:
             psk = psk_file(cls.cdir, "d1")
             cls.dns = Skdns(cls.cdir, "d1", [(1, psk)])
-            cls.pebble = Pebble(cls.cdir, cls.dns.dns_port)
+            cls.pebble = Pebble(cls.cdir, cls.dns.dns_port, config={"certificateValidityPeriod": VALIDITY_S})
             cls.cert, cls.key = os.path.join(cls.cdir, "tls-cert.pem"), os.path.join(cls.cdir, "tls-key.pem")
             cls.state = os.path.join(cls.cdir, "acme")
             cfg = {"store": {"path": os.path.join(cls.cdir, "skd.db")},
@@ -197,7 +148,7 @@ class SkdAcmeRestart(unittest.TestCase):
         try:
             psk = psk_file(cls.cdir, "d1")
             cls.dns = Skdns(cls.cdir, "d1", [(1, psk)])
-            cls.pebble = Pebble(cls.cdir, cls.dns.dns_port, validity=3600)
+            cls.pebble = Pebble(cls.cdir, cls.dns.dns_port, config={"certificateValidityPeriod": 3600})
         except BaseException:
             shutil.rmtree(cls.cdir, True)
             raise

@@ -22,24 +22,12 @@ import time
 import unittest
 
 import skdtest
-from skdtest import SANITIZER_MARKERS, free_port, render_config, wait_for, wait_port
+from skdtest import SANITIZER_MARKERS, free_dns_port, free_port, render_config, wait_for, wait_port
 
 SKDNS = os.environ.get("SKDNS")
 FEEDER = os.environ.get("SKDNS_FEEDER")
 IO_TIMEOUT = 5.0
 ACME = "a" * 43  # an ACME-sized TXT value
-
-
-def free_dns_port():
-    """A port free for both TCP and UDP a moment ago."""
-    while True:
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
 
 
 # ---------------------------------------------------------------- kdig

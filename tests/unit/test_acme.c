@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../../acme/acme.h"
+#include "../support/acme_test_cert.h"
 
 #define DIR_URL "https://ca.test/dir"
 #define DIRECTORY                                                                                                \
@@ -576,19 +577,6 @@ static void test_crypto_and_times(void **state) {
     assert_int_equal(acme_renew_at(100, 100), 100);
 }
 
-/* A certificate with an authority key id and the serial 0x87654321 (top bit
- * set: the id's serial gets a leading zero octet). */
-static const char ARI_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBYzCCAQigAwIBAgIFAIdlQyEwCgYIKoZIzj0EAwIwDjEMMAoGA1UEAwwDYXJp\n"
-    "MB4XDTI2MTEyMjE4MTEzOVoXDTM2MTExOTE4MTEzOVowDjEMMAoGA1UEAwwDYXJp\n"
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjCLffoniQQNvsVOxwcmznICqKHKn\n"
-    "DWx2cRWtxi/WGeU0kYwFA8Wt8aUdTRkIA0AhRfF5bskpP403FBTJTOkSCKNTMFEw\n"
-    "HQYDVR0OBBYEFOkWrDekHnET1XQNAHF9NPFvpDrSMA8GA1UdEwEB/wQFMAMBAf8w\n"
-    "HwYDVR0jBBgwFoAU6RasN6QecRPVdA0AcX008W+kOtIwCgYIKoZIzj0EAwIDSQAw\n"
-    "RgIhALBS/XUU46Dw/W51sZOlWDenuH8nIGfROo2dmJVlCXhUAiEAxGF6rs2xt+DQ\n"
-    "P6Pl8XKiyY+G2jVQGYVk2GvR3mcA86E=\n"
-    "-----END CERTIFICATE-----\n";
 #define ARI_ID "6RasN6QecRPVdA0AcX008W-kOtI.AIdlQyE"
 #define DIRECTORY_MORE                                                                                          \
     "{\"newNonce\":\"https://ca.test/nonce\",\"newAccount\":\"https://ca.test/acct\",\"newOrder\":\"https://" \
@@ -665,8 +653,8 @@ static void test_revoke(void **state) {
     acme_t m;
     acme_action_t a;
     char payload[4096];
-    acme_config_t cfg = {.op = ACME_OP_REVOKE, .account_url = ACCT_URL, .cert_pem = ARI_PEM,
-                         .cert_pem_len = sizeof ARI_PEM - 1, .revoke_reason = 4};
+    acme_config_t cfg = {.op = ACME_OP_REVOKE, .account_url = ACCT_URL, .cert_pem = ACME_TEST_CERT_PEM,
+                         .cert_pem_len = sizeof ACME_TEST_CERT_PEM - 1, .revoke_reason = 4};
     init_op(&m, &cfg);
     acme_advance(&m, NULL, 0, &a);
     respond(&m, 200, NULL, DIRECTORY_MORE, &a);
@@ -675,7 +663,7 @@ static void test_revoke(void **state) {
     assert_int_equal(json_integer_value(json_object_get(p, "reason")), 4);
     buf_t der;
     buf_init(&der, 0);
-    assert_int_equal(acme_cert_der_b64url(ARI_PEM, sizeof ARI_PEM - 1, &der), 0);
+    assert_int_equal(acme_cert_der_b64url(ACME_TEST_CERT_PEM, sizeof ACME_TEST_CERT_PEM - 1, &der), 0);
     assert_string_equal(json_string_value(json_object_get(p, "certificate")), der.data);
     buf_free(&der);
     json_decref(p);
@@ -704,8 +692,8 @@ static void test_revoke(void **state) {
     cfg.cert_pem_len = 4;
     assert_int_equal(acme_init(&m, &cfg), -1);
     acme_free(&m);
-    cfg.cert_pem = ARI_PEM;
-    cfg.cert_pem_len = sizeof ARI_PEM - 1;
+    cfg.cert_pem = ACME_TEST_CERT_PEM;
+    cfg.cert_pem_len = sizeof ACME_TEST_CERT_PEM - 1;
     init_op(&m, &cfg);
     acme_advance(&m, NULL, 0, &a);
     respond(&m, 200, NULL, DIRECTORY, &a);
@@ -762,10 +750,10 @@ static void test_renewal_info(void **state) {
     int64_t retry;
     buf_t id;
     buf_init(&id, 0);
-    assert_int_equal(acme_ari_cert_id(ARI_PEM, sizeof ARI_PEM - 1, &id), 0);
+    assert_int_equal(acme_ari_cert_id(ACME_TEST_CERT_PEM, sizeof ACME_TEST_CERT_PEM - 1, &id), 0);
     assert_string_equal(id.data, ARI_ID);
     buf_free(&id);
-    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO, .cert_pem = ARI_PEM, .cert_pem_len = sizeof ARI_PEM - 1};
+    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO, .cert_pem = ACME_TEST_CERT_PEM, .cert_pem_len = sizeof ACME_TEST_CERT_PEM - 1};
     /* A CA without renewalInfo (pebble 2.4): done, no window. */
     init_op(&m, &cfg);
     acme_advance(&m, NULL, 0, &a);
@@ -828,7 +816,7 @@ static uint32_t half_random(void *arg) {
 /* A RENEWAL_INFO machine against DIRECTORY_MORE (or DIRECTORY) ended by body (NULL: none needed). */
 static void renewal_info_run(acme_t *m, const char *directory, int status, const char *retry_after,
                              const char *body) {
-    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO, .cert_pem = ARI_PEM, .cert_pem_len = sizeof ARI_PEM - 1};
+    acme_config_t cfg = {.op = ACME_OP_RENEWAL_INFO, .cert_pem = ACME_TEST_CERT_PEM, .cert_pem_len = sizeof ACME_TEST_CERT_PEM - 1};
     acme_action_t a;
     init_op(m, &cfg);
     m->cfg.random = half_random;
@@ -899,7 +887,7 @@ static void test_renewal_plan(void **state) {
 
 /* newOrder of a renewal: "replaces" (RFC 9773 5) only when the directory offers renewalInfo. */
 static void order_replaces(acme_t *m, const char *directory, char *payload, size_t size) {
-    acme_config_t cfg = {.account_url = ACCT_URL, .cert_pem = ARI_PEM, .cert_pem_len = sizeof ARI_PEM - 1};
+    acme_config_t cfg = {.account_url = ACCT_URL, .cert_pem = ACME_TEST_CERT_PEM, .cert_pem_len = sizeof ACME_TEST_CERT_PEM - 1};
     acme_action_t a;
     init_op(m, &cfg);
     acme_advance(m, NULL, 0, &a);
