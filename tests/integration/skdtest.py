@@ -1224,7 +1224,8 @@ class Skdns:
             if self._launch("wb"):
                 return
             if attempt == 4 or "address already in use" not in self.text().lower():
-                raise ServerError("skdns did not start:\n" + self.text()[-6000:])
+                raise ServerError("skdns did not start (exit status %r, ports %d/%d):\n%s" %
+                                  (self.proc.returncode, self.dns_port, self.kv_port, self.text()[-6000:]))
 
     def _launch(self, log_mode, wait=True):
         self.started_at = time.monotonic()
@@ -1233,8 +1234,13 @@ class Skdns:
                                          stdout=logf, stderr=logf, env=sanitizer_env())
         if not wait:
             return True
-        wait_for(lambda: not self.alive() or self.answers(), START_TIMEOUT)
-        if self.alive() and self.answers():
+        def state():
+            if not self.alive():
+                return "exited"
+            return "answers" if self.answers() else None
+
+        # One verdict: asking again could see a lost datagram and kill a good skdns.
+        if wait_for(state, START_TIMEOUT) == "answers":
             return True
         self.kill()
         return False
